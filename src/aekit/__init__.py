@@ -1,0 +1,32 @@
+"""aekit: autoencoders in PyTorch, every classic variant behind one API."""
+
+from .checkpoint import load, save
+from .data import Dataset, load_dataset
+from .errors import AekitError, CheckpointError, ConfigError, DataError, DownloadError, TrainingError
+from .models import AEOutput, Autoencoder
+from .registry import get_model, list_models, register_model
+from .training import History, Trainer, fit, seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AEOutput",
+    "AekitError",
+    "Autoencoder",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "Dataset",
+    "DownloadError",
+    "History",
+    "Trainer",
+    "TrainingError",
+    "fit",
+    "get_model",
+    "list_models",
+    "load",
+    "load_dataset",
+    "register_model",
+    "save",
+    "seed_everything",
+]

@@ -1,0 +1,166 @@
+"""Saving and loading models: JSON config + safetensors weights, written atomically.
+
+A saved model is a folder with ``config.json`` (the registered model name and
+the constructor arguments) and ``model.safetensors`` (the weights). Loading
+builds the model from the JSON, validated against the model's signature, and
+fills it from safetensors: no code is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from .errors import AekitError, CheckpointError
+from .registry import model_class
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk
+    (fsync), and the file is renamed over ``path`` (atomic on POSIX).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise CheckpointError(f"cannot save option value {value!r} ({type(value).__name__}) as JSON; use numbers, strings or lists.")
+
+
+def model_config(model: nn.Module) -> dict[str, Any]:
+    """The JSON-ready description that rebuilds ``model``: its registered name and options."""
+    name = getattr(model, "model_name", None)
+    if name is None or not hasattr(model, "config"):
+        raise CheckpointError(f"{type(model).__name__} is not a registered aekit model; register it with @register_model.")
+    return {"format": FORMAT_VERSION, "model": name, "options": _jsonable(model.config)}
+
+
+def weights_bytes(model: nn.Module) -> bytes:
+    return save_safetensors({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+
+
+def save(model: nn.Module, path: str | Path, weights: str = WEIGHTS) -> Path:
+    """Save ``model`` into the folder ``path`` (``config.json`` + ``model.safetensors``)."""
+    path = Path(path)
+    atomic_write(path / weights, weights_bytes(model))
+    atomic_write(path / CONFIG, json.dumps(model_config(model), indent=2))
+    return path
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} not found: {what}.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); the file is corrupt.") from None
+
+
+def build_from_config(config: Any, source: Path) -> nn.Module:
+    """Rebuild a model from a config dictionary, checking it against the model's signature."""
+    if not isinstance(config, dict) or not isinstance(config.get("model"), str) or not isinstance(config.get("options"), dict):
+        raise CheckpointError(f"{source} is not an aekit model config (expected 'model' and 'options').")
+    try:
+        cls = model_class(config["model"])
+        inspect.signature(cls).bind(**config["options"])
+        return cls(**config["options"])
+    except TypeError as exc:
+        raise CheckpointError(f"{source}: options do not match model {config['model']!r} ({exc}).") from None
+    except AekitError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, turning any corruption into a :class:`CheckpointError`."""
+    try:
+        return load_safetensors(path.read_bytes())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} not found.") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} is truncated or corrupt ({exc}); it cannot be loaded.") from None
+
+
+def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Copy ``tensors`` into ``model``, requiring exactly its parameter names and shapes."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = [f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        details = "; ".join(
+            part
+            for part in (
+                missing and f"missing {missing[:3]}",
+                unexpected and f"unexpected {unexpected[:3]}",
+                wrong and f"wrong shape {wrong[:3]}",
+            )
+            if part
+        )
+        raise CheckpointError(f"{source} does not fit this model's architecture ({details}); it was saved from another model.")
+    with torch.no_grad():
+        for key, value in expected.items():
+            value.copy_(tensors[key])
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Load a saved model or run folder, in evaluation mode.
+
+    Parameters
+    ----------
+    path : path
+        A folder holding ``config.json`` and ``model.safetensors`` (what
+        :func:`save` and training runs write), or a ``.safetensors`` file with
+        ``config.json`` beside it (e.g. a run's ``last.safetensors``).
+
+    Raises
+    ------
+    CheckpointError
+        If the folder is not a saved model, a file is truncated or tampered
+        with, or the weights belong to another architecture.
+    """
+    path = Path(path)
+    folder, weights = (path.parent, path) if path.suffix == ".safetensors" else (path, path / WEIGHTS)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder} does not exist; give the folder of a saved model or training run.")
+    config = read_json(folder / CONFIG, "not an aekit model folder (no config.json)")
+    model = build_from_config(config, folder / CONFIG)
+    load_weights(model, read_tensors(weights), weights)
+    return model.to(device).eval()

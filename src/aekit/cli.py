@@ -1,0 +1,277 @@
+"""The ``aekit`` command line: train, evaluate, encode, reconstruct, list-models.
+
+Errors a user can cause are printed as one line (``aekit: error: ...``) with
+exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import __version__
+from .checkpoint import CONFIG, atomic_write, load, read_json
+from .data import Dataset, Scaling, load_dataset
+from .errors import AekitError, ConfigError, DataError
+from .losses import squared_error
+from .registry import get_model, list_models, model_class
+from .training import Trainer, evaluate_losses, seed_everything
+from .training.trainer import TRAINER
+
+DATA = "data.json"  # how the run's data was loaded, so later commands can load it the same way
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 1000,500,250, got {text!r}") from None
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value  # a bare string such as gaussian
+
+
+def _free_run_dir(model: str, dataset: str) -> Path:
+    stem = Path("runs") / f"{model}-{Path(dataset).stem.replace(':', '-')}"
+    path, n = stem, 1
+    while path.exists():
+        n += 1
+        path = stem.with_name(f"{stem.name}-{n}")
+    return path
+
+
+def _run_data(run: Path, args: argparse.Namespace, split_default: str) -> Dataset:
+    """Load ``args.dataset`` (or the run's own data set) the way the run's data was loaded."""
+    spec = read_json(run / DATA, "") if (run / DATA).exists() else {}
+    name = getattr(args, "dataset", None) or spec.get("dataset")
+    if name is None:
+        raise DataError(f"{run} does not record its data set; name one with --dataset.")
+    scaling = Scaling.from_json(spec["scaling"]) if spec.get("scaling") else "minmax"
+    data_dir = args.data_dir or spec.get("data_dir")
+    return load_dataset(name, split=args.split or split_default, data_dir=data_dir, scaling=scaling, label_column=spec.get("label_column"))
+
+
+def _write_array(path: Path, **arrays: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    if path.suffix == ".npz":
+        np.savez(buffer, **arrays)
+    else:
+        np.save(buffer, next(iter(arrays.values())))
+    atomic_write(path, buffer.getvalue())
+
+
+@torch.no_grad()
+def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    if args.resume:
+        run = Path(args.resume)
+        config = read_json(run / CONFIG, "not a training run (no config.json)")
+        settings = read_json(run / TRAINER, "not a training run (no trainer.json)")
+        for key in ("epochs", "device"):
+            if getattr(args, key) is not None:
+                settings[key] = getattr(args, key)
+        settings["progress"] = not args.no_progress
+        trainer = Trainer(**settings)
+        data = _run_data(run, argparse.Namespace(dataset=None, data_dir=args.data_dir, split=None), "train")
+        seed_everything(trainer.seed)  # a run killed before its first checkpoint restarts from the same weights
+        model = get_model(config["model"], **config["options"])
+        trainer.fit(model, data, out=run, resume=True)
+        print(f"resumed and finished {run}")
+        return
+
+    data = load_dataset(args.dataset, split=args.split or "train", data_dir=args.data_dir, label_column=args.label_column)
+    options = dict(args.option or [])
+    for key in ("code_size", "hidden", "activation", "output_activation", "loss"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    model_class(args.model)  # an unknown model name fails before anything is written
+    run = Path(args.out) if args.out else _free_run_dir(args.model, args.dataset)
+    trainer = Trainer(
+        epochs=args.epochs or 20,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        val_fraction=args.val_fraction,
+        patience=args.patience,
+        device=args.device or "auto",
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    seed_everything(args.seed)
+    model = get_model(args.model, input_shape=data.shape, **options)
+    spec = {
+        "dataset": args.dataset,
+        "split": data.split,
+        "data_dir": str(Path(args.data_dir).resolve()) if args.data_dir else None,
+        "label_column": args.label_column,
+        "scaling": data.scaling.to_json() if data.scaling else None,
+    }
+    history = trainer.fit(model, data, out=run)
+    atomic_write(run / DATA, json.dumps(spec, indent=2))
+    last = history[-1]
+    losses = " ".join(f"{k}={last[k]:.4f}" for k in ("train_loss", "val_loss") if k in last)
+    print(f"trained {args.model} on {data.name} ({len(data)} samples) for {len(history)} epochs: {losses}; run folder: {run}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    model = load(args.run, device="cpu")
+    data = _run_data(Path(args.run), args, "test")
+    x_hat = _batched(lambda b: model(b).x_hat, data.x)
+    per_sample = squared_error(x_hat, data.x)
+    result = {
+        "dataset": data.name,
+        "split": data.split,
+        "samples": len(data),
+        "sum_squared_error_per_sample": per_sample.mean().item(),
+        "mean_squared_error_per_feature": per_sample.mean().item() / model.n_features,
+        **{f"loss_{k}": v for k, v in evaluate_losses(model, data.x).items()},
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{data.name} [{data.split}], {len(data)} samples")
+    print(f"  squared error per sample (sum over {model.n_features} features): {result['sum_squared_error_per_sample']:.4f}")
+    print(f"  mean squared error per feature: {result['mean_squared_error_per_feature']:.6f}")
+    print(f"  model loss: {result['loss_loss']:.4f}")
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    model = load(args.run, device="cpu")
+    data = _run_data(Path(args.run), args, "all")
+    codes = _batched(model.encode, data.x).numpy()
+    out = Path(args.output)
+    arrays = {"z": codes} if data.y is None or out.suffix != ".npz" else {"z": codes, "y": data.y.numpy()}
+    _write_array(out, **arrays)
+    print(f"wrote {codes.shape[0]} codes of size {codes.shape[1]} to {out}")
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> None:
+    model = load(args.run, device="cpu")
+    data = _run_data(Path(args.run), args, "test")
+    out = Path(args.output)
+    if out.suffix == ".png":
+        if len(model.input_shape) != 3:
+            raise DataError(f"this model's samples have shape {model.input_shape}, not an image; write -o recon.npy instead.")
+        from .plotting import reconstruction_grid
+
+        reconstruction_grid(model, data.x[: args.n], out)
+        print(f"wrote a grid of {min(args.n, len(data))} inputs and reconstructions to {out}")
+    elif out.suffix in (".npy", ".npz"):
+        x_hat = _batched(lambda b: model(b).x_hat, data.x).numpy()
+        _write_array(out, x_hat=x_hat)
+        print(f"wrote {len(x_hat)} reconstructions to {out}")
+    else:
+        raise ConfigError(f"cannot write {out}: use a .png (image grid) or .npy/.npz (arrays) file name.")
+
+
+def cmd_list_models(args: argparse.Namespace) -> None:
+    for name in list_models():
+        doc = (model_class(name).__doc__ or "").strip().splitlines()
+        print(f"{name:14s} {doc[0] if doc else ''}")
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def _add_data_args(p: argparse.ArgumentParser, dataset_help: str) -> None:
+    p.add_argument("--dataset", help=dataset_help)
+    p.add_argument("--split", choices=["train", "test", "all"], help="which part of the data set")
+    p.add_argument("--data-dir", help="folder holding data files (default: $AEKIT_DATA, then ~/.cache/aekit)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aekit", description="Train and use autoencoders.")
+    parser.add_argument("--version", action="version", version=f"aekit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model and write a run folder", description="Train a model and write a run folder (config, weights, metrics, resume state).")
+    train.add_argument("--model", default="ae", help="registered model name (see list-models; default: ae)")
+    train.add_argument("--dataset", default="digits", help="mnist, fashion-mnist, digits, odds:NAME or a file/folder path (default: digits)")
+    train.add_argument("--split", choices=["train", "test", "all"], help="which part to train on (default: train)")
+    train.add_argument("--data-dir", help="folder holding data files (default: $AEKIT_DATA, then ~/.cache/aekit)")
+    train.add_argument("--label-column", help="label column of a CSV file")
+    train.add_argument("--code-size", type=int, help="size of the code z (default: the model's, 30)")
+    train.add_argument("--hidden", type=_sizes, help="encoder hidden sizes, e.g. 1000,500,250 (the decoder mirrors them)")
+    train.add_argument("--activation", help="hidden activation: relu, tanh, sigmoid, gelu, ...")
+    train.add_argument("--output-activation", help="reconstruction activation: sigmoid (data in [0, 1]) or identity")
+    train.add_argument("--loss", help="reconstruction loss: mse, bce or l1")
+    train.add_argument("--option", type=_option, action="append", metavar="KEY=VALUE", help="any other model option (repeatable), e.g. --option code_activation=sigmoid")
+    train.add_argument("--epochs", type=int, help="passes over the data (default: 20; with --resume, a new total)")
+    train.add_argument("--batch-size", type=int, default=128, help="samples per step (default: 128)")
+    train.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
+    train.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty (default: 0)")
+    train.add_argument("--val-fraction", type=float, default=0.1, help="share held out for validation (default: 0.1)")
+    train.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default: off)")
+    train.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    train.add_argument("--out", help="run folder (default: a new folder under runs/)")
+    train.add_argument("--resume", metavar="RUN", help="continue the interrupted run in folder RUN")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="reconstruction error on a data set", description="Print the reconstruction error (sum of squares per sample and mean per feature) of a trained model.")
+    evaluate.add_argument("run", help="run folder or saved model")
+    _add_data_args(evaluate, "data set to evaluate on (default: the run's own, test split)")
+    evaluate.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    encode = commands.add_parser("encode", help="write the codes of a data set to .npy", description="Encode a data set and write the codes (.npy, or .npz with labels).")
+    encode.add_argument("run", help="run folder or saved model")
+    encode.add_argument("dataset", help="data set name or file/folder path to encode")
+    encode.add_argument("--split", choices=["train", "test", "all"], help="which part (default: all)")
+    encode.add_argument("--data-dir", help="folder holding data files")
+    encode.add_argument("-o", "--output", default="codes.npy", help="output file, .npy or .npz (default: codes.npy)")
+    encode.set_defaults(func=cmd_encode)
+
+    reconstruct = commands.add_parser("reconstruct", help="reconstruct samples to an image grid or array", description="Reconstruct samples: a grid of inputs and outputs (.png) or the reconstructions as an array (.npy).")
+    reconstruct.add_argument("run", help="run folder or saved model")
+    reconstruct.add_argument("dataset", nargs="?", help="data set name or path (default: the run's own, test split)")
+    reconstruct.add_argument("--split", choices=["train", "test", "all"], help="which part (default: test)")
+    reconstruct.add_argument("--data-dir", help="folder holding data files")
+    reconstruct.add_argument("-n", type=int, default=10, help="samples in the grid (default: 10)")
+    reconstruct.add_argument("-o", "--output", default="reconstructions.png", help=".png grid or .npy array (default: reconstructions.png)")
+    reconstruct.set_defaults(func=cmd_reconstruct)
+
+    models = commands.add_parser("list-models", help="list the registered models", description="List the registered models.")
+    models.set_defaults(func=cmd_list_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except AekitError as exc:
+        print(f"aekit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aekit: interrupted; a training run can be continued with: aekit train --resume RUN", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Loading data sets by name: ``aekit.load_dataset("mnist", split="test")``.
+
+Scaling
+-------
+Images (MNIST, Fashion-MNIST, digits, image folders, ``uint8`` arrays) are
+divided by their maximum pixel value (255, or 16 for digits) into [0, 1].
+Tabular data (ODDS ``.mat``, ``.csv``, float ``.npy``/``.npz``) is min-max
+scaled per feature to [0, 1] (``scaling="minmax"``, the default) with the
+minimum and maximum of the rows returned, except that ``split="test"`` uses
+those of the training rows (so it never sees test statistics and may leave
+[0, 1] slightly). The fitted ``Dataset.scaling`` can be passed back in to scale
+new data the same way; ``scaling=None`` keeps raw values.
+
+Splits
+------
+MNIST and Fashion-MNIST use their official train/test files. Every other
+source is split by a fixed random permutation (seed 0): 80% ``"train"``,
+20% ``"test"``; ``"all"`` is every row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DataError, suggest
+from .dataset import SPLITS, Dataset, RawData, Scaling, build, check_finite
+from .files import read_csv, read_image_folder, read_mat, read_npy, read_npz
+from .idx import read_idx, write_idx
+from .sources import FASHION_MNIST, MNIST, data_roots, read_digits, read_odds
+
+#: Named sources: name -> reader(split, roots, download).
+NAMED = {
+    "mnist": MNIST.read,
+    "fashion-mnist": FASHION_MNIST.read,
+    "digits": lambda split, roots, download: read_digits(),
+}
+_FILE_READERS = {".npy": read_npy, ".npz": read_npz, ".mat": read_mat}
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    data_dir: str | Path | None = None,
+    *,
+    scaling: Scaling | str | None = "minmax",
+    label_column: str | int | None = None,
+    download: bool = True,
+) -> Dataset:
+    """Load a data set by name or path.
+
+    Parameters
+    ----------
+    name : str
+        ``"mnist"``, ``"fashion-mnist"``, ``"digits"``, ``"odds:<name>"``
+        (e.g. ``"odds:cardio"``), or a path to a ``.npy``, ``.npz``, ``.csv``
+        or ``.mat`` file or to a folder of images.
+    split : {"train", "test", "all"}
+        Which part to return (see the module docstring for how sets are split).
+    data_dir : path, optional
+        Where to look for (and download) data files first; then ``$AEKIT_DATA``,
+        then ``~/.cache/aekit``.
+    scaling : "minmax", None or Scaling
+        Scaling of tabular data; pass a fitted :class:`Scaling` (a previous
+        ``Dataset.scaling``) to scale new data like the training data.
+    label_column : str or int, optional
+        The label column of a CSV file (default: a column named label, y, target or class).
+    download : bool
+        Download MNIST / Fashion-MNIST when missing (checksums are verified).
+
+    Returns
+    -------
+    Dataset
+        ``x`` (float32, ``(n, *shape)``), ``y`` (int64 labels or None), ``shape``.
+
+    Raises
+    ------
+    DataError
+        Unknown name, missing or corrupt file, empty data, NaN or inf values.
+    """
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}.{suggest(split, SPLITS)} Choose one of: {', '.join(SPLITS)}.")
+    raw = _read(str(name), split, data_dir, label_column, download)
+    return build(raw, str(name), split, scaling)
+
+
+def _read(name: str, split: str, data_dir, label_column, download: bool) -> RawData:
+    roots = data_roots(data_dir)
+    if name in NAMED:
+        return NAMED[name](split, roots, download)
+    if name.startswith("odds:"):
+        return read_odds(name.removeprefix("odds:"), roots)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return read_image_folder(path)
+    if path.is_file():
+        if path.suffix.lower() == ".csv":
+            return read_csv(path, label_column)
+        reader = _FILE_READERS.get(path.suffix.lower())
+        if reader is None:
+            raise DataError(f"cannot read {path}: use a .npy, .npz, .csv or .mat file, or a folder of images.")
+        return reader(path)
+    raise DataError(
+        f"unknown data set {name!r}.{suggest(name, NAMED)} Use one of {', '.join(NAMED)}, "
+        "'odds:<name>', or the path of a .npy/.npz/.csv/.mat file or an image folder."
+    )
+
+
+__all__ = ["Dataset", "Scaling", "check_finite", "data_roots", "load_dataset", "read_idx", "write_idx"]

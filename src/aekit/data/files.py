@@ -1,0 +1,181 @@
+"""Reading the user's own data: .npy, .npz, .csv, .mat and folders of images."""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .dataset import RawData
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+#: Column names taken as the label column of a CSV when none is given.
+LABEL_NAMES = ("label", "labels", "y", "target", "class")
+_X_KEYS = ("x", "X", "data", "images")
+_Y_KEYS = ("y", "Y", "labels", "label", "targets", "target")
+
+
+def _numeric(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{path} holds {array.dtype} values; aekit needs a numeric array (int or float).")
+    if array.ndim < 2:
+        raise DataError(f"{path}: expected an array of samples, shape (n, features...), got shape {array.shape}.")
+    return array
+
+
+def _array_as_raw(x: np.ndarray, y: np.ndarray | None, path: Path) -> RawData:
+    x = _numeric(x, path)
+    # 8-bit arrays are images; everything else is tabular and gets min-max scaling.
+    return RawData(x, y, pixel_max=255.0 if x.dtype == np.uint8 else None)
+
+
+def read_npy(path: Path) -> RawData:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path} is not a readable .npy array ({exc}).") from None
+    return _array_as_raw(x, None, path)
+
+
+def read_npz(path: Path) -> RawData:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path} is not a readable .npz archive ({exc}).") from None
+    x_key = next((k for k in _X_KEYS if k in arrays), None)
+    if x_key is None and len(arrays) == 1:
+        x_key = next(iter(arrays))
+    if x_key is None:
+        raise DataError(f"{path} holds arrays {sorted(arrays)}; name the samples 'x' (and the labels 'y').")
+    y_key = next((k for k in _Y_KEYS if k in arrays), None)
+    return _array_as_raw(arrays[x_key], arrays[y_key] if y_key else None, path)
+
+
+def read_mat(path: Path) -> RawData:
+    """A MATLAB file with ``X`` (n x d) and optionally ``y`` (n x 1), as ODDS ships them."""
+    from scipy.io import loadmat
+
+    try:
+        content = loadmat(path)
+    except Exception as exc:  # scipy raises many types for a corrupt file
+        raise DataError(f"{path} is not a readable MATLAB .mat file ({type(exc).__name__}: {exc}).") from None
+    if "X" not in content:
+        raise DataError(f"{path} has no 'X' variable (it has {sorted(k for k in content if not k.startswith('__'))}).")
+    x = _numeric(np.asarray(content["X"]), path)
+    y = np.asarray(content["y"]).reshape(-1) if "y" in content else None
+    return RawData(x, y)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def read_csv(path: Path, label_column: str | int | None = None) -> RawData:
+    """Numeric columns, an optional header row and an optional label column.
+
+    The label column is ``label_column`` (a header name or a 0-based index)
+    or, if that is None, the first header named one of :data:`LABEL_NAMES`.
+    Labels may be numbers or names (names become ``classes``).
+    """
+    try:
+        with open(path, newline="") as f:
+            rows = [row for row in csv.reader(f) if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path} is not a readable CSV file ({exc}).") from None
+    if not rows:
+        raise DataError(f"{path} is empty.")
+    header = rows[0] if not all(_is_number(c) for c in rows[0]) else None
+    body = rows[1:] if header else rows
+    columns = [c.strip() for c in header] if header else [str(i) for i in range(len(rows[0]))]
+    label_index = _label_index(columns, label_column, header is not None, path)
+
+    width = len(columns)
+    features = [i for i in range(width) if i != label_index]
+    x = np.empty((len(body), len(features)), dtype=np.float64)
+    labels = []
+    first_line = 2 if header else 1
+    for r, row in enumerate(body):
+        line = first_line + r
+        if len(row) != width:
+            raise DataError(f"{path}, line {line}: {len(row)} cells, but the file has {width} columns.")
+        for j, i in enumerate(features):
+            try:
+                x[r, j] = float(row[i])
+            except ValueError:
+                raise DataError(
+                    f"{path}, line {line}, column {columns[i]!r}: {row[i]!r} is not a number; "
+                    "fix the cell, or name this column as the label column."
+                ) from None
+        if label_index is not None:
+            labels.append(row[label_index].strip())
+    if not len(body):
+        raise DataError(f"{path} has a header but no data rows.")
+    y, classes = _encode_labels(labels) if label_index is not None else (None, None)
+    return RawData(x, y, classes=classes)
+
+
+def _label_index(columns: list[str], label_column: str | int | None, has_header: bool, path: Path) -> int | None:
+    if label_column is None:
+        if not has_header:
+            return None
+        return next((i for i, c in enumerate(columns) if c.lower() in LABEL_NAMES), None)
+    if isinstance(label_column, int) or str(label_column).lstrip("-").isdigit():
+        index = int(label_column)
+        if not -len(columns) <= index < len(columns):
+            raise DataError(f"{path} has {len(columns)} columns; label column {index} does not exist.")
+        return index % len(columns)
+    if label_column not in columns:
+        raise DataError(f"{path} has no column {label_column!r}; its columns are {columns}.")
+    return columns.index(label_column)
+
+
+def _encode_labels(labels: list[str]) -> tuple[np.ndarray, list[str] | None]:
+    if all(_is_number(v) and float(v).is_integer() for v in labels):
+        return np.array([int(float(v)) for v in labels], dtype=np.int64), None
+    classes = sorted(set(labels))
+    lookup = {c: i for i, c in enumerate(classes)}
+    return np.array([lookup[v] for v in labels], dtype=np.int64), classes
+
+
+def read_image_folder(path: Path) -> RawData:
+    """Every image under ``path``; images in sub-folders are labelled by the sub-folder's name.
+
+    All images must have one size. They are read as grayscale when every one
+    is grayscale, otherwise as RGB, into shape ``(n, channels, height, width)``.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
+    images = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image.load()
+                images.append(image.copy())
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise DataError(f"cannot read image {file} ({exc}); remove or replace it.") from None
+    mode = "L" if all(im.mode in ("1", "L", "I;16", "I", "LA") for im in images) else "RGB"
+    size = images[0].size
+    arrays = []
+    for file, image in zip(files, images):
+        if image.size != size:
+            raise DataError(
+                f"{file} is {image.size[0]}x{image.size[1]} but {files[0].name} is {size[0]}x{size[1]}; "
+                "resize the images to one size."
+            )
+        array = np.asarray(image.convert(mode), dtype=np.uint8)
+        arrays.append(array[None] if mode == "L" else array.transpose(2, 0, 1))
+    folders = [f.parent.relative_to(path).as_posix() for f in files]
+    classes = sorted(set(folders))
+    y = np.array([classes.index(f) for f in folders]) if classes != ["."] else None
+    return RawData(np.stack(arrays), y, pixel_max=255.0, classes=classes if y is not None else None)

@@ -1,0 +1,46 @@
+"""Building blocks shared by the models: activations by name and MLP stacks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from ..errors import ConfigError, suggest
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+    "identity": nn.Identity,
+}
+
+
+def activation(name: str) -> nn.Module:
+    """A fresh activation module for ``name`` (one of :data:`ACTIVATIONS`)."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ConfigError(
+            f"unknown activation {name!r}.{suggest(name, ACTIVATIONS)} Choose one of: {', '.join(ACTIVATIONS)}."
+        ) from None
+
+
+def mlp(sizes: Sequence[int], hidden_activation: str, final_activation: str = "identity") -> nn.Sequential:
+    """Linear layers ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``.
+
+    ``hidden_activation`` follows every layer but the last, which is followed
+    by ``final_activation`` (left out when it is ``"identity"``).
+    """
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        last = i == len(sizes) - 2
+        name = final_activation if last else hidden_activation
+        if name != "identity":
+            layers.append(activation(name))
+    return nn.Sequential(*layers)

@@ -1,0 +1,60 @@
+"""Pictures of what a model does. Every figure is written atomically as PNG."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
+
+from .checkpoint import atomic_write  # noqa: E402
+
+
+def as_image(sample: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` or ``(H, W)`` -> something ``imshow`` shows (H, W) or (H, W, 3)."""
+    if sample.ndim == 3:
+        return sample[0] if sample.shape[0] == 1 else np.clip(sample.transpose(1, 2, 0), 0, 1)
+    return sample
+
+
+def image_grid(rows: list[tuple[str, np.ndarray]], path: str | Path, title: str | None = None) -> Path:
+    """Save a grid: one row per ``(label, images)``, images of shape ``(n, C, H, W)`` in [0, 1]."""
+    n = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.3 * len(rows)), squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(images):
+                ax.imshow(as_image(images[c]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes[r][0].set_ylabel(label, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+@torch.no_grad()
+def reconstruction_grid(model: nn.Module, x: Tensor, path: str | Path) -> Path:
+    """Originals (top row) above their reconstructions (bottom row), for image models."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    x_hat = model(x.to(device)).x_hat
+    model.train(was_training)
+    shape = model.input_shape
+    originals = x.reshape(-1, *shape).cpu().numpy()
+    return image_grid([("input", originals), ("output", x_hat.reshape(-1, *shape).cpu().numpy())], path)

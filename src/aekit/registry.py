@@ -1,0 +1,79 @@
+"""The model registry: adding a variant is one class and one decorator.
+
+Registered classes record the keyword arguments they were built with in
+``model.config``; that dictionary, saved as JSON beside the weights, is all
+that is needed to build the model again (no pickled code, ever).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, TypeVar
+
+from torch import nn
+
+from .errors import ConfigError, suggest
+
+_MODELS: dict[str, type[nn.Module]] = {}
+M = TypeVar("M", bound=type[nn.Module])
+
+
+def register_model(name: str) -> Callable[[M], M]:
+    """Class decorator that registers a model under ``name``.
+
+    Examples
+    --------
+    >>> @register_model("my-ae")            # doctest: +SKIP
+    ... class MyAutoencoder(Autoencoder):
+    ...     def regularizers(self, x, z): ...
+    """
+
+    def decorator(cls: M) -> M:
+        if name in _MODELS:
+            raise ValueError(f"a model named {name!r} is already registered ({_MODELS[name].__name__})")
+        cls.model_name = name
+        _MODELS[name] = cls
+        return cls
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    """Names of every registered model, sorted."""
+    return sorted(_MODELS)
+
+
+def model_class(name: str) -> type[nn.Module]:
+    """The class registered under ``name``; a :class:`ConfigError` suggesting the closest name if none."""
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model {name!r}.{suggest(name, _MODELS)} Registered models: {', '.join(list_models())}."
+        ) from None
+
+
+def get_model(name: str, **options: Any) -> nn.Module:
+    """Build the registered model ``name`` with the given constructor options.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_models`, e.g. ``"ae"``.
+    **options
+        The model's constructor arguments, e.g. ``input_shape=(784,)``,
+        ``code_size=30``, ``hidden=(1000, 500, 250)``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name, an unknown option or an invalid value.
+    """
+    cls = model_class(name)
+    signature = inspect.signature(cls)
+    try:
+        signature.bind(**options)
+    except TypeError as exc:
+        accepted = ", ".join(p for p in signature.parameters)
+        raise ConfigError(f"model {name!r} does not accept these options ({exc}); it accepts: {accepted}.") from None
+    return cls(**options)

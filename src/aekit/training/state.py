@@ -1,0 +1,75 @@
+"""Training state for resume: weights, optimizer and RNG states in one safetensors file.
+
+Everything a resumed run needs is written in a single atomic file, so the
+state on disk is always one consistent epoch: tensors as safetensors, the
+rest (epoch, history, optimizer hyper-parameters) as JSON in its metadata.
+No pickle is involved.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from ..checkpoint import atomic_write, load_weights, read_tensors
+from ..errors import CheckpointError
+
+RESUME = "resume.safetensors"
+
+
+def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, shuffle: torch.Generator, info: dict[str, Any]) -> None:
+    """Write the full training state of the epoch just finished to ``path``."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    scalars = {}
+    for index, entries in opt["state"].items():
+        for name, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{name}"] = value
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.shuffle"] = shuffle.get_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    meta = {"info": info, "param_groups": opt["param_groups"], "scalars": scalars}
+    atomic_write(path, save_safetensors(tensors, metadata={"aekit": json.dumps(meta)}))
+
+
+def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, shuffle: torch.Generator) -> dict[str, Any]:
+    """Restore what :func:`save_state` wrote; returns its ``info`` dictionary."""
+    from safetensors import safe_open
+
+    tensors = read_tensors(path)
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = json.loads(f.metadata()["aekit"])
+        device = next(model.parameters()).device
+        load_weights(model, {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}, path)
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+        for key, value in meta["scalars"].items():
+            index, name = key.split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        for entries in optimizer.state.values():  # load_state_dict keeps 'step' on the CPU; move the moments
+            for name, value in entries.items():
+                if torch.is_tensor(value) and name != "step":
+                    entries[name] = value.to(device)
+        torch.set_rng_state(tensors["rng.torch"])
+        shuffle.set_state(tensors["rng.shuffle"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+        return meta["info"]
+    except CheckpointError:
+        raise
+    except (KeyError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not a valid training state for this run ({exc}); start a new run instead.") from None

@@ -1,0 +1,292 @@
+"""The one training loop. Models define losses; the Trainer does everything else.
+
+It owns the optimiser, batching, the validation split, early stopping, the
+device, seeding, the progress bar, metrics and checkpoints. Every registered
+model trains through it unchanged, because it only needs ``model(x).loss``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..checkpoint import CONFIG, WEIGHTS, atomic_write, model_config, read_tensors, weights_bytes
+from ..data import Dataset, check_finite
+from ..errors import CheckpointError, ConfigError, DataError, TrainingError, suggest
+from .history import History
+from .state import RESUME, load_state, save_state
+
+OPTIMIZERS = {
+    "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
+    "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
+    "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=0.9),
+}
+LAST = "last.safetensors"
+METRICS = "metrics.csv"
+TRAINER = "trainer.json"
+EVAL_BATCH = 1024
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's generators (call before building a model)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` picks CUDA when available, else the CPU; asking for absent CUDA is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but PyTorch sees no CUDA GPU here; use --device cpu.")
+    return resolved
+
+
+def as_samples(data: Dataset | Tensor | np.ndarray, name: str = "data") -> Tensor:
+    """The samples of ``data`` as a float32 tensor, refusing empty or non-finite data."""
+    if isinstance(data, Dataset):
+        data = data.x
+    if isinstance(data, np.ndarray):
+        if data.dtype.kind not in "biuf":
+            raise DataError(f"{name} must be numeric, got a {data.dtype} array.")
+        data = torch.from_numpy(np.ascontiguousarray(data))
+    if not isinstance(data, Tensor):
+        raise DataError(f"{name} must be an aekit Dataset, a torch tensor or a numpy array, got {type(data).__name__}.")
+    if data.dim() < 2 or len(data) == 0:
+        raise DataError(f"{name} must hold at least one sample, shape (n, features...); got shape {tuple(data.shape)}.")
+    data = data.float()
+    check_finite(data, name)
+    return data
+
+
+@dataclass
+class Trainer:
+    """Trains any registered model. Keyword arguments are its settings.
+
+    Examples
+    --------
+    >>> history = Trainer(epochs=5, lr=1e-3).fit(model, data)   # doctest: +SKIP
+    """
+
+    epochs: int = 20  # passes over the training data
+    batch_size: int = 128  # samples per optimiser step
+    lr: float = 1e-3  # learning rate
+    weight_decay: float = 0.0  # L2 penalty of the optimiser
+    optimizer: str = "adam"  # adam | adamw | sgd (momentum 0.9)
+    val_fraction: float = 0.1  # share of the data held out for validation when no val_data is given
+    patience: int | None = None  # stop after this many epochs without a better validation loss; None: never
+    restore_best: bool = True  # end with the weights of the best epoch, not the last
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 0  # seeds shuffling, the validation split and any noise a model draws
+    progress: bool = True  # show a progress bar
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.epochs, int) and self.epochs >= 1):
+            raise ConfigError(f"epochs must be a positive integer, got {self.epochs!r}.")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive number, got {self.lr!r}.")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}.")
+        if self.patience is not None and not (isinstance(self.patience, int) and self.patience >= 1):
+            raise ConfigError(f"patience must be a positive integer or None, got {self.patience!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}.{suggest(self.optimizer, OPTIMIZERS)} Choose one of: {', '.join(OPTIMIZERS)}.")
+
+    def fit(
+        self,
+        model: nn.Module,
+        data: Dataset | Tensor | np.ndarray,
+        *,
+        val_data: Dataset | Tensor | np.ndarray | None = None,
+        out: str | Path | None = None,
+        resume: bool = False,
+    ) -> History:
+        """Train ``model`` on ``data``; with ``out``, write a run folder there.
+
+        Parameters
+        ----------
+        model : nn.Module
+            A registered model (see :func:`aekit.get_model`); trained in place.
+        data : Dataset, Tensor or ndarray of shape (n, *input_shape)
+            Training samples. Unless ``val_data`` is given, ``val_fraction`` of
+            them (chosen with ``seed``) is held out for validation.
+        val_data : optional
+            Validation samples.
+        out : path, optional
+            Run folder for the config, weights (best and last), resume state,
+            metrics and, for images, a reconstruction grid.
+        resume : bool
+            Continue the run saved in ``out`` from its last finished epoch.
+        """
+        device = resolve_device(self.device)
+        x = as_samples(data)
+        model.flatten(x[:1])  # a wrong sample shape fails here, clearly, before any work
+        if getattr(getattr(model, "reconstruction", None), "output_activation", None) == "sigmoid" and (x.min() < 0 or x.max() > 1):
+            raise DataError(
+                f"this model's loss (bce) needs data in [0, 1], but it ranges over [{x.min():.3g}, {x.max():.3g}]; "
+                "scale the data (aekit.load_dataset scales to [0, 1]) or use loss='mse'."
+            )
+        run = Path(out) if out is not None else None
+        if run is not None and not resume and ((run / RESUME).exists() or (run / WEIGHTS).exists()):
+            raise CheckpointError(f"{run} already holds a training run; resume it (--resume) or choose another folder.")
+
+        split = torch.Generator().manual_seed(self.seed)
+        order = torch.randperm(len(x), generator=split)
+        n_val = 0 if val_data is not None else int(round(self.val_fraction * len(x)))
+        if n_val >= len(x):
+            raise DataError(f"{len(x)} samples are too few to hold out {self.val_fraction:.0%} for validation; set val_fraction=0.")
+        x_train = x[order[n_val:]].to(device)
+        x_val = as_samples(val_data, "val_data").to(device) if val_data is not None else x[order[:n_val]].to(device)
+
+        model.to(device).train()
+        optimizer = OPTIMIZERS[self.optimizer](model.parameters(), self.lr, self.weight_decay)
+        shuffle = torch.Generator().manual_seed(self.seed + 1)
+        torch.manual_seed(self.seed)
+        history, start, best, since_best = History(), 0, math.inf, 0
+        if run is not None:
+            atomic_write(run / CONFIG, json.dumps(model_config(model), indent=2))
+            atomic_write(run / TRAINER, json.dumps(dataclasses.asdict(self), indent=2))
+            if resume and (run / RESUME).exists():
+                info = load_state(run / RESUME, model, optimizer, shuffle)
+                history = History(info["records"], info["best_epoch"])
+                start, best, since_best = info["epoch"], info["best"], info["since_best"]
+
+        best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if start and (run / WEIGHTS).exists():
+            best_weights = {k: v.to(device) for k, v in read_tensors(run / WEIGHTS).items()}
+        n_batches = math.ceil(len(x_train) / self.batch_size)
+        check_every = 1 if device.type == "cpu" else 25  # a finite-check syncs the GPU, so batch them there
+        bar = tqdm(total=self.epochs * n_batches, initial=start * n_batches, disable=not self.progress, unit="step", dynamic_ncols=True)
+        try:
+            for epoch in range(start + 1, self.epochs + 1):
+                began = time.perf_counter()
+                bar.set_description(f"epoch {epoch}/{self.epochs}")
+                train = self._train_epoch(model, optimizer, x_train, shuffle, epoch, check_every, bar, run)
+                record: dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()}}
+                if len(x_val):
+                    record.update({f"val_{k}": v for k, v in evaluate_losses(model, x_val).items()})
+                record["lr"] = optimizer.param_groups[0]["lr"]
+                record["seconds"] = round(time.perf_counter() - began, 4)
+                history.records.append(record)
+
+                score = record.get("val_loss", record["train_loss"])
+                improved = score < best
+                if improved:
+                    best, since_best, history.best_epoch = score, 0, epoch
+                    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    since_best += 1
+                bar.set_postfix_str(" ".join(f"{k}={record[k]:.4g}" for k in ("train_loss", "val_loss") if k in record))
+                if run is not None:
+                    self._checkpoint(run, model, optimizer, shuffle, history, epoch, best, since_best, improved)
+                if self.patience is not None and since_best >= self.patience:
+                    history.stopped_early = epoch < self.epochs
+                    break
+        finally:
+            bar.close()
+
+        if self.restore_best and history.best_epoch:
+            model.load_state_dict(best_weights)
+        model.eval()
+        if run is not None and len(getattr(model, "input_shape", ())) == 3:
+            from ..plotting import reconstruction_grid
+
+            reconstruction_grid(model, (x_val if len(x_val) else x_train)[:8], run / "reconstructions.png")
+        return history
+
+    def _train_epoch(self, model, optimizer, x_train: Tensor, shuffle: torch.Generator, epoch: int, check_every: int, bar, run) -> dict[str, float]:
+        """One pass over ``x_train`` in shuffled batches; returns the mean of every loss term."""
+        model.train()
+        perm = torch.randperm(len(x_train), generator=shuffle).to(x_train.device)
+        sums: dict[str, Tensor] = {}
+        for step, start in enumerate(range(0, len(x_train), self.batch_size), start=1):
+            batch = x_train[perm[start : start + self.batch_size]]
+            out = model(batch)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            weight = len(batch)
+            for name, value in {"loss": out.loss, **out.losses}.items():
+                sums[name] = sums.get(name, 0) + value.detach() * weight
+            if step % check_every == 0 and not torch.isfinite(sums["loss"]):
+                kept = f"the last good checkpoint in {run} is intact; " if run is not None else ""
+                raise TrainingError(
+                    f"the loss became non-finite (NaN or inf) in epoch {epoch} at or before step {step}; "
+                    f"{kept}lower the learning rate or check the data."
+                )
+            bar.update(1)
+        means = {name: (total / len(x_train)).item() for name, total in sums.items()}
+        if not math.isfinite(means["loss"]):
+            raise TrainingError(f"the loss became non-finite (NaN or inf) in epoch {epoch}; lower the learning rate or check the data.")
+        return means
+
+    def _checkpoint(self, run: Path, model, optimizer, shuffle, history: History, epoch: int, best: float, since_best: int, improved: bool) -> None:
+        """Write the epoch's files; the resume state goes last, as the commit point."""
+        weights = weights_bytes(model)
+        if improved:
+            atomic_write(run / WEIGHTS, weights)
+        atomic_write(run / LAST, weights)
+        atomic_write(run / METRICS, history.to_csv())
+        info = {"epoch": epoch, "best": best, "since_best": since_best, "best_epoch": history.best_epoch, "records": history.records}
+        save_state(run / RESUME, model, optimizer, shuffle, info)
+
+
+@torch.no_grad()
+def evaluate_losses(model: nn.Module, x: Tensor, batch_size: int = EVAL_BATCH) -> dict[str, float]:
+    """The model's loss terms on ``x`` in evaluation mode, averaged over samples."""
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        out = model(batch)
+        for name, value in {"loss": out.loss, **out.losses}.items():
+            sums[name] = sums.get(name, 0.0) + value.item() * len(batch)
+    model.train(was_training)
+    return {name: total / len(x) for name, total in sums.items()}
+
+
+def fit(model: nn.Module, data, *, val_data=None, out=None, resume: bool = False, **settings: Any) -> History:
+    """Train ``model`` on ``data``: ``Trainer(**settings).fit(model, data, ...)``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model from :func:`aekit.get_model`.
+    data : Dataset, Tensor or ndarray
+        Training samples, shape ``(n, *input_shape)``.
+    **settings
+        :class:`Trainer` settings: ``epochs``, ``batch_size``, ``lr``,
+        ``weight_decay``, ``optimizer``, ``val_fraction``, ``patience``,
+        ``device``, ``seed``, ``progress``.
+
+    Returns
+    -------
+    History
+        Per-epoch metrics.
+    """
+    fields = {f.name for f in dataclasses.fields(Trainer)}
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise ConfigError(f"unknown training setting(s) {unknown}.{suggest(unknown[0], fields)} Settings: {', '.join(sorted(fields))}.")
+    return Trainer(**settings).fit(model, data, val_data=val_data, out=out, resume=resume)
