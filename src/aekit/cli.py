@@ -110,7 +110,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     model_class(args.model)  # an unknown model name fails before anything is written
     run = Path(args.out) if args.out else _free_run_dir(args.model, args.dataset)
     trainer = Trainer(
-        epochs=args.epochs or 20,
+        epochs=Trainer.epochs if args.epochs is None else args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,
@@ -147,15 +147,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         "samples": len(data),
         "sum_squared_error_per_sample": per_sample.mean().item(),
         "mean_squared_error_per_feature": per_sample.mean().item() / model.n_features,
-        **{f"loss_{k}": v for k, v in evaluate_losses(model, data.x).items()},
     }
+    terms = evaluate_losses(model, data.x)
+    result["model_loss"] = terms.pop("loss")
+    result["loss_terms"] = terms
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(f"{data.name} [{data.split}], {len(data)} samples")
     print(f"  squared error per sample (sum over {model.n_features} features): {result['sum_squared_error_per_sample']:.4f}")
     print(f"  mean squared error per feature: {result['mean_squared_error_per_feature']:.6f}")
-    print(f"  model loss: {result['loss_loss']:.4f}")
+    print(f"  model loss: {result['model_loss']:.4f} ({', '.join(f'{k} {v:.4f}' for k, v in terms.items())})")
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
@@ -219,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output-activation", help="reconstruction activation: sigmoid (data in [0, 1]) or identity")
     train.add_argument("--loss", help="reconstruction loss: mse, bce or l1")
     train.add_argument("--option", type=_option, action="append", metavar="KEY=VALUE", help="any other model option (repeatable), e.g. --option code_activation=sigmoid")
-    train.add_argument("--epochs", type=int, help="passes over the data (default: 20; with --resume, a new total)")
+    train.add_argument("--epochs", type=int, help="passes over the data (default: 50; with --resume, a new total)")
     train.add_argument("--batch-size", type=int, default=128, help="samples per step (default: 128)")
     train.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
     train.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty (default: 0)")

@@ -84,7 +84,7 @@ class Trainer:
     >>> history = Trainer(epochs=5, lr=1e-3).fit(model, data)   # doctest: +SKIP
     """
 
-    epochs: int = 20  # passes over the training data
+    epochs: int = 50  # passes over the training data
     batch_size: int = 128  # samples per optimiser step
     lr: float = 1e-3  # learning rate
     weight_decay: float = 0.0  # L2 penalty of the optimiser

@@ -1,0 +1,113 @@
+"""The CLI end to end, on tiny budgets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import aekit
+from aekit.cli import main
+
+TINY = ["--code-size", "4", "--hidden", "16", "--no-progress"]
+
+
+def train(run, *extra):
+    assert main(["train", "--epochs", "2", "--out", str(run), *TINY, *extra]) == 0
+
+
+def test_train_evaluate_encode_reconstruct(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(run)
+    assert (run / "data.json").exists() and (run / "reconstructions.png").exists()
+    assert "run folder:" in capsys.readouterr().out
+
+    assert main(["evaluate", str(run), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    model, test = aekit.load(run), aekit.load_dataset("digits", split="test")
+    with torch.no_grad():
+        sse = ((model(test.x).x_hat - test.x) ** 2).sum((1, 2, 3)).mean().item()
+    assert result["samples"] == len(test) == 359
+    assert result["sum_squared_error_per_sample"] == pytest.approx(sse, rel=1e-5)
+    assert result["mean_squared_error_per_feature"] == pytest.approx(sse / 64, rel=1e-5)
+
+    assert main(["evaluate", str(run)]) == 0
+    assert "squared error per sample" in capsys.readouterr().out
+
+    assert main(["encode", str(run), "digits", "-o", str(tmp_path / "codes.npy")]) == 0
+    codes = np.load(tmp_path / "codes.npy")
+    everything = aekit.load_dataset("digits", split="all").x
+    assert codes.shape == (1797, 4)
+    np.testing.assert_allclose(codes, model.encode(everything).detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert main(["encode", str(run), "digits", "-o", str(tmp_path / "codes.npz")]) == 0
+    assert np.load(tmp_path / "codes.npz")["y"].shape == (1797,)
+
+    assert main(["reconstruct", str(run), "-n", "5", "-o", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["reconstruct", str(run), "--split", "train", "-o", str(tmp_path / "r.npy")]) == 0
+    assert np.load(tmp_path / "r.npy").shape == (1438, 1, 8, 8)
+
+
+def test_default_run_folder_is_never_reused(tmp_path):
+    assert main(["train", "--epochs", "1", *TINY]) == 0
+    assert main(["train", "--epochs", "1", *TINY]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["ae-digits", "ae-digits-2"]
+
+
+def test_resume_extends_a_run_to_the_same_weights(tmp_path):
+    train(tmp_path / "a", "--epochs", "4")
+    train(tmp_path / "b")
+    assert main(["train", "--resume", str(tmp_path / "b"), "--epochs", "4", "--no-progress"]) == 0
+    a = aekit.checkpoint.read_tensors(tmp_path / "a" / "last.safetensors")
+    b = aekit.checkpoint.read_tensors(tmp_path / "b" / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_tabular_csv_run_reuses_its_scaling(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(50, 5)) * [1, 10, 100, 1000, 0.1]
+    np.savetxt(tmp_path / "d.csv", table, delimiter=",", header="a,b,c,d,e", comments="")
+    run = tmp_path / "run"
+    train(run, "--dataset", str(tmp_path / "d.csv"), "--split", "all")
+    assert main(["reconstruct", str(run), str(tmp_path / "d.csv"), "--split", "all", "-o", str(tmp_path / "r.npy")]) == 0
+    assert main(["reconstruct", str(run), "-o", str(tmp_path / "r.png")]) == 2
+    assert "not an image" in capsys.readouterr().err
+    assert np.load(tmp_path / "r.npy").shape == (50, 5)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--model", "aee"], "unknown model 'aee'. Did you mean 'ae'?"),
+        (["train", "--dataset", "mnsit"], "Did you mean 'mnist'?"),
+        (["train", "--code-size", "-2", "--epochs", "1"], "code_size"),
+        (["train", "--lr", "0"], "lr must be a positive number"),
+        (["evaluate", "nowhere"], "does not exist"),
+        (["train", "--resume", "nowhere"], "not a training run"),
+    ],
+)
+def test_user_errors_are_one_line_with_status_2(argv, message, capsys):
+    assert main(argv + ["--no-progress"] if argv[0] == "train" else argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("aekit: error: ") and message in err and "\n" not in err
+
+
+def test_installed_command_prints_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "aekit", "evaluate", str(tmp_path / "none")], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["encode"], ["reconstruct"], ["list-models"]])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0 and "usage: aekit" in capsys.readouterr().out
+
+
+def test_list_models(capsys):
+    assert main(["list-models"]) == 0
+    assert capsys.readouterr().out.split()[0] == "ae"
