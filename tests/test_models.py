@@ -145,3 +145,24 @@ def test_bce_model_loss_is_the_bernoulli_nll_of_its_output():
     out = model(x)
     expected = -Bernoulli(probs=out.x_hat.double()).log_prob(x.double()).sum(1).mean()
     assert torch.allclose(out.losses["reconstruction"].double(), expected, rtol=1e-5)
+
+
+def test_a_variant_defined_as_in_the_readme_saves_and_loads(tmp_path):
+    @aekit.register_model("readme-l1-sparse")
+    class L1Sparse(aekit.Autoencoder):
+        def __init__(self, l1: float = 1e-3, **options):
+            super().__init__(**options)
+            self.l1 = l1
+
+        def regularizers(self, x, z):
+            return {"l1": self.l1 * z.abs().sum(1).mean()}
+
+    model = aekit.get_model("readme-l1-sparse", l1=0.5, input_shape=(12,), code_size=3, hidden=(8,))
+    assert model.config == {"l1": 0.5, "input_shape": (12,), "code_size": 3, "hidden": (8,)}
+    out = model(torch.rand(4, 12))
+    assert torch.allclose(out.losses["l1"], 0.5 * out.z.abs().sum(1).mean())
+    aekit.save(model, tmp_path / "m")
+    loaded = aekit.load(tmp_path / "m")
+    assert isinstance(loaded, L1Sparse) and loaded.l1 == 0.5
+    with pytest.raises(ConfigError, match="does not accept"):
+        aekit.get_model("readme-l1-sparse", l2=1.0)

@@ -70,10 +70,8 @@ def get_model(name: str, **options: Any) -> nn.Module:
         For an unknown name, an unknown option or an invalid value.
     """
     cls = model_class(name)
-    signature = inspect.signature(cls)
     try:
-        signature.bind(**options)
-    except TypeError as exc:
-        accepted = ", ".join(p for p in signature.parameters)
-        raise ConfigError(f"model {name!r} does not accept these options ({exc}); it accepts: {accepted}.") from None
-    return cls(**options)
+        inspect.signature(cls).bind(**options)
+        return cls(**options)
+    except TypeError as exc:  # an unknown or missing option, here or in a parent's constructor
+        raise ConfigError(f"model {name!r} does not accept these options ({exc}).") from None

@@ -60,8 +60,16 @@ def records_config(init):
         if "config" not in self.__dict__:
             bound = signature.bind(self, *args, **kwargs)
             bound.apply_defaults()
-            config = dict(bound.arguments)
-            del config["self"]
+            config = {}
+            for name, value in bound.arguments.items():
+                kind = signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_KEYWORD:
+                    config.update(value)  # options passed through **kwargs to a parent class
+                elif kind is inspect.Parameter.VAR_POSITIONAL:
+                    if value:
+                        raise TypeError(f"{type(self).__name__} takes its options by keyword, e.g. code_size=30.")
+                elif name != "self":
+                    config[name] = value
             self.__dict__["config"] = config
         init(self, *args, **kwargs)
 
