@@ -1,44 +1,65 @@
-"""Loss terms as pure functions, one formula each.
+"""Loss terms and divergences as pure functions, one formula each.
 
-Every reconstruction loss is the negative log-likelihood of a decoder
-distribution p(x | z), up to constants, summed over a sample's features and
-returned per sample (shape ``(batch,)``): models average over the batch, and
-applications (anomaly scores, evaluation) use the per-sample values directly.
+Reconstruction losses are negative log-likelihoods of a decoder distribution
+p(x | z) (up to constants where the name says so). They take tensors of shape
+``(batch, *sample_shape)``, sum over a sample's features and return one value
+per sample, shape ``(batch,)``: models average over the batch, applications
+(anomaly scores, likelihood estimates) use the per-sample values.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+# -- decoder likelihoods ---------------------------------------------------------------------
 
 
 def squared_error(x_hat: Tensor, x: Tensor) -> Tensor:
     """``sum_i (x_hat_i - x_i)^2`` per sample.
 
-    The Gaussian decoder's negative log-likelihood with unit variance is half
-    of this plus a constant (Goodfellow et al., *Deep Learning*, eq. 5.65).
-    Summed over pixels and averaged over images it is the error reported by
-    Hinton & Salakhutdinov (2006) for MNIST.
+    Twice the unit-variance Gaussian NLL minus its constant (Goodfellow et al.,
+    *Deep Learning*, eq. 5.65). Summed over pixels and averaged over images it
+    is the error reported by Hinton & Salakhutdinov (2006) for MNIST.
     """
     return (x_hat - x).pow(2).flatten(1).sum(1)
 
 
 def absolute_error(x_hat: Tensor, x: Tensor) -> Tensor:
-    """``sum_i |x_hat_i - x_i|`` per sample: the Laplace decoder's NLL up to constants."""
+    """``sum_i |x_hat_i - x_i|`` per sample: the unit-scale Laplace NLL minus ``d log 2``."""
     return (x_hat - x).abs().flatten(1).sum(1)
 
 
-def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
-    """``-sum_i [x_i log p_i + (1 - x_i) log(1 - p_i)]`` with ``p = sigmoid(logits)``, per sample.
+def gaussian_nll(mean: Tensor, x: Tensor, sigma: float = 1.0) -> Tensor:
+    """``-log N(x; mean, sigma^2 I) = sum_i (x_i - mean_i)^2 / (2 sigma^2) + d (log sigma + log(2 pi) / 2)``, in nats."""
+    d = x[0].numel()
+    return squared_error(mean, x) / (2 * sigma**2) + d * (math.log(sigma) + 0.5 * LOG_2PI)
 
-    The Bernoulli decoder's negative log-likelihood (binary cross-entropy).
-    It is computed from the logits, which stays exact where the sigmoid
-    saturates; targets may be any value in [0, 1].
+
+def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
+    """``-sum_i [x_i log p_i + (1 - x_i) log(1 - p_i)]`` with ``p = sigmoid(logits)``, in nats.
+
+    Binary cross-entropy, computed from the logits so that it stays exact
+    where the sigmoid saturates; targets may be any value in [0, 1].
     """
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+
+def categorical_nll(logits: Tensor, x: Tensor) -> Tensor:
+    """``-sum_g sum_c x_gc log softmax(logits_g)_c``: softmax cross-entropy over the last axis.
+
+    For one-hot ``x`` this is ``-sum_g log p_g(class_g)``, the categorical NLL
+    of every group (every position of the leading axes) of categories.
+    """
+    return -(x * F.log_softmax(logits, dim=-1)).flatten(1).sum(1)
 
 
 @dataclass(frozen=True)
@@ -50,18 +71,92 @@ class ReconstructionLoss:
     from_logits: bool = False
     #: The output activation the loss assumes, if any (``bce`` needs probabilities).
     output_activation: str | None = None
+    #: True when ``fn`` is a normalised negative log-likelihood (usable in an ELBO).
+    is_nll: bool = False
 
+
+_BERNOULLI = ReconstructionLoss(bernoulli_nll, from_logits=True, output_activation="sigmoid", is_nll=True)
 
 RECONSTRUCTION_LOSSES: dict[str, ReconstructionLoss] = {
     "mse": ReconstructionLoss(squared_error),
     "l1": ReconstructionLoss(absolute_error),
-    "bce": ReconstructionLoss(bernoulli_nll, from_logits=True, output_activation="sigmoid"),
+    "bce": _BERNOULLI,
+    "bernoulli": _BERNOULLI,
+    "gaussian": ReconstructionLoss(gaussian_nll, is_nll=True),
+    "categorical": ReconstructionLoss(categorical_nll, from_logits=True, output_activation="softmax", is_nll=True),
 }
 
-__all__ = [
-    "RECONSTRUCTION_LOSSES",
-    "ReconstructionLoss",
-    "absolute_error",
-    "bernoulli_nll",
-    "squared_error",
-]
+
+# -- latent divergences and densities ----------------------------------------------------------
+
+
+def kl_normal_standard(mean: Tensor, logvar: Tensor) -> Tensor:
+    """``KL(N(mean, diag(exp(logvar))) || N(0, I)) = 1/2 sum_j (exp(logvar_j) + mean_j^2 - 1 - logvar_j)`` per sample.
+
+    Kingma & Welling (2014), *Auto-Encoding Variational Bayes*, Appendix B.
+    """
+    return 0.5 * (logvar.exp() + mean.pow(2) - 1.0 - logvar).sum(1)
+
+
+def log_normal_diag(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
+    """``log N(z; mean, diag(exp(logvar)))`` summed over the last axis."""
+    return -0.5 * ((z - mean).pow(2) / logvar.exp() + logvar + LOG_2PI).sum(-1)
+
+
+def log_normal_standard(z: Tensor) -> Tensor:
+    """``log N(z; 0, I)`` summed over the last axis."""
+    return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+
+
+def kl_bernoulli(rho: float, rho_hat: Tensor, eps: float = 1e-6) -> Tensor:
+    """``sum_j [rho log(rho / rho_hat_j) + (1 - rho) log((1 - rho) / (1 - rho_hat_j))]``.
+
+    The sparsity penalty of Ng's sparse autoencoder (CS294A lecture notes,
+    2011): the KL divergence between Bernoulli(rho) and Bernoulli(rho_hat_j),
+    rho_hat_j the mean activation of code unit j. ``rho_hat`` is clamped to
+    [eps, 1 - eps] so a dead unit gives a large finite penalty.
+    """
+    rho_hat = rho_hat.clamp(eps, 1 - eps)
+    return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
+
+
+# -- code penalties ------------------------------------------------------------------------------
+
+
+def l1_penalty(z: Tensor) -> Tensor:
+    """``sum_j |z_j|`` per sample (the sparse autoencoder's L1 penalty, Goodfellow et al. eq. 14.2)."""
+    return z.abs().sum(1)
+
+
+def contractive_penalty_sigmoid(h: Tensor, weight: Tensor) -> Tensor:
+    """``||J||_F^2 = sum_j (h_j (1 - h_j))^2 sum_i W_ji^2`` for ``h = sigmoid(W x + b)``, per sample.
+
+    The closed form of Rifai et al. (2011), *Contractive Auto-Encoders*, eq. 5:
+    the encoder's Jacobian is ``diag(h (1 - h)) W``.
+    """
+    return (h * (1 - h)).pow(2) @ weight.pow(2).sum(1)
+
+
+def jacobian_frobenius_sq(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``||d f(x) / d x||_F^2`` per sample, exactly, for any batched function ``f``.
+
+    Uses one reverse-mode pass per output unit, vectorised over the outputs and
+    the batch (``torch.func.vmap`` of ``jacrev``); differentiable, so it can be
+    minimised. ``f`` must treat samples independently (no batch statistics).
+    """
+    from torch.func import jacrev, vmap
+
+    def single(sample: Tensor) -> Tensor:
+        return f(sample.unsqueeze(0)).squeeze(0)
+
+    jacobians = vmap(jacrev(single))(x)  # (batch, code, *input_shape)
+    return jacobians.pow(2).flatten(1).sum(1)
+
+
+# -- image quality -------------------------------------------------------------------------------
+
+
+def psnr(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> Tensor:
+    """Peak signal-to-noise ratio per sample, ``10 log10(data_range^2 / MSE)``, in dB."""
+    mse = (x_hat - x).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(data_range**2 / mse.clamp_min(1e-12))

@@ -1,9 +1,16 @@
-"""The base autoencoder: encode -> code -> decode -> reconstruction loss.
+"""The base autoencoder: encode -> latent -> decode -> reconstruction loss.
 
-A variant overrides only what differs: :meth:`Autoencoder.corrupt` (the
-input it sees while training), :meth:`Autoencoder.regularizers` (extra loss
-terms) or its layers. Training, devices and checkpoints live in the
-:class:`~aekit.Trainer`; a model never calls ``backward()``.
+A variant overrides only what differs:
+
+- :meth:`Autoencoder.corrupt` — the input the encoder sees while training;
+- :meth:`Autoencoder.latent` — how the encoder's output becomes the code
+  (a sample and a KL term for the VAE, injected noise for a stochastic code);
+- :meth:`Autoencoder.regularizers` — extra named loss terms;
+- :meth:`Autoencoder.make_encoder` / :meth:`Autoencoder.make_decoder` /
+  :meth:`Autoencoder.decode_logits` — its layers.
+
+Training, devices and checkpoints live in the :class:`~aekit.Trainer`; a model
+never calls ``backward()``.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ class AEOutput:
     x_hat : Tensor, shape (batch, *input_shape)
         The reconstruction (the decoder distribution's mean).
     z : Tensor, shape (batch, code_size)
-        The code.
+        The code the decoder saw.
     losses : dict of str to scalar Tensor
         Named loss terms, each averaged over the batch; the trainer logs every one.
     loss : scalar Tensor
@@ -51,7 +58,8 @@ def records_config(init):
     """Wrap ``__init__`` so the arguments it was called with are kept in ``self.config``.
 
     Only the outermost constructor of a subclass chain records, so
-    ``self.config`` holds exactly the arguments that rebuild the object.
+    ``self.config`` holds exactly the arguments that rebuild the object;
+    options passed on through ``**kwargs`` are merged in.
     """
     signature = inspect.signature(init)
 
@@ -76,14 +84,29 @@ def records_config(init):
     return wrapper
 
 
-def _positive_ints(name: str, values: Any) -> tuple[int, ...]:
+def positive_ints(name: str, values: Any) -> tuple[int, ...]:
+    """``values`` as a tuple of positive ints, or a :class:`ConfigError` naming ``name``."""
     try:
         out = tuple(int(v) for v in values)
+        exact = all(int(v) == v for v in values)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a sequence of positive integers, got {values!r}.") from None
-    if any(v <= 0 for v in out) or any(int(v) != v for v in values):
+    if not exact or any(v <= 0 for v in out):
         raise ConfigError(f"{name} must hold positive integers only, got {values!r}.")
     return out
+
+
+def check_range(name: str, value: Any, low: float, high: float | None = None, *, low_open: bool = False) -> float:
+    """``value`` as a float inside [low, high] (``(low, high]`` with ``low_open``), or a :class:`ConfigError`."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}.") from None
+    ok = (number > low if low_open else number >= low) and (high is None or number <= high) and math.isfinite(number)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}{']' if high is not None else ')'}"
+        raise ConfigError(f"{name} must be in {interval}, got {value!r}.")
+    return number
 
 
 @register_model("ae")
@@ -93,7 +116,7 @@ class Autoencoder(nn.Module):
     Parameters
     ----------
     input_shape : sequence of int
-        Shape of one sample, e.g. ``(784,)`` or ``(1, 28, 28)``; the MLP flattens it.
+        Shape of one sample, e.g. ``(784,)`` or ``(1, 28, 28)``.
     code_size : int
         Size of the code ``z``; below the input size the autoencoder is
         undercomplete, above it overcomplete.
@@ -103,11 +126,14 @@ class Autoencoder(nn.Module):
         Hidden activation (``relu``, ``sigmoid``, ``tanh``, ``gelu``, ...).
     code_activation : str
         Activation of the code layer (``identity`` keeps it linear).
-    output_activation : str
-        Activation of the reconstruction (``sigmoid`` for data in [0, 1],
-        ``identity`` for unbounded data).
-    loss : {"mse", "bce", "l1"}
-        Reconstruction loss, summed over features and averaged over samples.
+    output_activation : str, optional
+        Activation of the reconstruction: ``sigmoid`` for data in [0, 1] (the
+        default), ``identity`` for unbounded data; the loss's own when it needs
+        one (``sigmoid`` for ``bce``, ``softmax`` for ``categorical``).
+    loss : str
+        Reconstruction loss: ``mse``, ``l1``, ``bce`` (= ``bernoulli``),
+        ``gaussian`` or ``categorical`` (see :mod:`aekit.losses`), summed over
+        features and averaged over samples.
 
     Examples
     --------
@@ -118,6 +144,8 @@ class Autoencoder(nn.Module):
     """
 
     model_name = "ae"
+    #: The encoder emits ``code_factor * code_size`` numbers (2 for a Gaussian latent: mean, log-variance).
+    code_factor = 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -132,65 +160,87 @@ class Autoencoder(nn.Module):
         hidden: Sequence[int] = (1000, 500, 250),
         activation: str = "relu",
         code_activation: str = "identity",
-        output_activation: str = "sigmoid",
+        output_activation: str | None = None,
         loss: str = "mse",
     ) -> None:
         super().__init__()
-        self.input_shape = _positive_ints("input_shape", input_shape)
+        self.input_shape = positive_ints("input_shape", input_shape)
         if not self.input_shape:
             raise ConfigError("input_shape must name at least one dimension, e.g. (784,).")
-        (code_size,) = _positive_ints("code_size", [code_size])
-        hidden = _positive_ints("hidden", hidden)
+        (self.code_size,) = positive_ints("code_size", [code_size])
+        self.hidden = positive_ints("hidden", hidden)
+        self.activation, self.code_activation = activation, code_activation
         if loss not in RECONSTRUCTION_LOSSES:
             raise ConfigError(f"unknown loss {loss!r}.{suggest(loss, RECONSTRUCTION_LOSSES)} Choose one of: {', '.join(RECONSTRUCTION_LOSSES)}.")
         self.reconstruction = RECONSTRUCTION_LOSSES[loss]
         needed = self.reconstruction.output_activation
+        output_activation = output_activation or needed or "sigmoid"
         if needed is not None and output_activation != needed:
             raise ConfigError(f"loss={loss!r} needs output_activation={needed!r} (got {output_activation!r}).")
-
         self.n_features = math.prod(self.input_shape)
-        self.code_size = code_size
-        self.encoder = mlp([self.n_features, *hidden, code_size], activation, code_activation)
-        self.decoder = mlp([code_size, *reversed(hidden), self.n_features], activation)
+        self.encoder = self.make_encoder()
+        self.decoder = self.make_decoder()
         self.output_activation = make_activation(output_activation)
 
-    # -- the three steps a variant may change -------------------------------------------
+    # -- what a variant may change ---------------------------------------------------------------
+
+    def make_encoder(self) -> nn.Module:
+        """``(batch, *input_shape) -> (batch, code_factor * code_size)``: an MLP by default."""
+        sizes = [self.n_features, *self.hidden, self.code_factor * self.code_size]
+        return nn.Sequential(nn.Flatten(), *mlp(sizes, self.activation, self.code_activation))
+
+    def make_decoder(self) -> nn.Module:
+        """``(batch, code_size) -> (batch, n_features)`` logits: the mirrored MLP by default."""
+        return mlp([self.code_size, *reversed(self.hidden), self.n_features], self.activation)
 
     def corrupt(self, x: Tensor) -> Tensor:
         """The input the encoder sees while training (a denoising variant corrupts it)."""
         return x
 
+    def latent(self, h: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Turn the encoder's output into the code the decoder sees, plus any loss terms it brings."""
+        return h, {}
+
+    def code(self, h: Tensor) -> Tensor:
+        """The deterministic code for the encoder's output ``h`` (what :meth:`encode` returns)."""
+        return h
+
     def regularizers(self, x: Tensor, z: Tensor) -> dict[str, Tensor]:
         """Extra named loss terms (batch averages) added to the reconstruction loss."""
         return {}
 
-    # -- public API ---------------------------------------------------------------------
+    def decode_logits(self, z: Tensor) -> Tensor:
+        """Codes ``(batch, code_size)`` -> pre-activation outputs ``(batch, *input_shape)``."""
+        return self.decoder(z).reshape(-1, *self.input_shape)
+
+    # -- public API ---------------------------------------------------------------------------------
 
     def encode(self, x: Tensor) -> Tensor:
         """Map inputs of shape ``(batch, *input_shape)`` to codes ``(batch, code_size)``."""
-        return self.encoder(self.flatten(x))
+        return self.code(self.encoder(self.as_batch(x)))
 
     def decode(self, z: Tensor) -> Tensor:
         """Map codes ``(batch, code_size)`` to reconstructions ``(batch, *input_shape)``."""
-        return self.output_activation(self.decoder(z)).view(-1, *self.input_shape)
+        return self.output_activation(self.decode_logits(z))
+
+    def reconstruction_nll(self, logits: Tensor, x: Tensor) -> Tensor:
+        """The reconstruction loss of ``x`` under decoder outputs ``logits``, per sample."""
+        return self.reconstruction.fn(logits if self.reconstruction.from_logits else self.output_activation(logits), x)
 
     def forward(self, x: Tensor) -> AEOutput:
         """Reconstruct ``x`` (shape ``(batch, *input_shape)``) and compute the loss terms."""
-        x = self.flatten(x)
-        z = self.encoder(self.corrupt(x) if self.training else x)
-        logits = self.decoder(z)
-        x_hat = self.output_activation(logits)
-        prediction = logits if self.reconstruction.from_logits else x_hat
-        losses = {"reconstruction": self.reconstruction.fn(prediction, x).mean()}
-        losses.update(self.regularizers(x, z))
+        x = self.as_batch(x)
+        z, latent_terms = self.latent(self.encoder(self.corrupt(x) if self.training else x))
+        logits = self.decode_logits(z)
+        losses = {"reconstruction": self.reconstruction_nll(logits, x).mean(), **latent_terms, **self.regularizers(x, z)}
         total = torch.stack(list(losses.values())).sum()
-        return AEOutput(x_hat=x_hat.view(-1, *self.input_shape), z=z, losses=losses, loss=total)
+        return AEOutput(x_hat=self.output_activation(logits), z=z, losses=losses, loss=total)
 
-    def flatten(self, x: Tensor) -> Tensor:
-        """``(batch, *input_shape)`` -> ``(batch, n_features)``, with a clear error for a wrong shape."""
+    def as_batch(self, x: Tensor) -> Tensor:
+        """``x`` as ``(batch, *input_shape)`` (flat samples are accepted), with a clear error for a wrong shape."""
         if x.dim() < 2 or math.prod(x.shape[1:]) != self.n_features:
             raise DataError(
                 f"this model expects samples of shape {self.input_shape} ({self.n_features} values each), "
                 f"got a batch of shape {tuple(x.shape)}; check the data set or rebuild the model with a matching input_shape."
             )
-        return x.reshape(x.shape[0], self.n_features)
+        return x.reshape(x.shape[0], *self.input_shape)

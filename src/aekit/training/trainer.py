@@ -92,6 +92,7 @@ class Trainer:
     val_fraction: float = 0.1  # share of the data held out for validation when no val_data is given
     patience: int | None = None  # stop after this many epochs without a better validation loss; None: never
     restore_best: bool = True  # end with the weights of the best epoch, not the last
+    pretrain_epochs: int = 5  # greedy layer-wise pretraining per stage, for models built from stages (stacked)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0  # seeds shuffling, the validation split and any noise a model draws
     progress: bool = True  # show a progress bar
@@ -109,6 +110,8 @@ class Trainer:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}.")
         if self.patience is not None and not (isinstance(self.patience, int) and self.patience >= 1):
             raise ConfigError(f"patience must be a positive integer or None, got {self.patience!r}.")
+        if not (isinstance(self.pretrain_epochs, int) and self.pretrain_epochs >= 0):
+            raise ConfigError(f"pretrain_epochs must be a non-negative integer, got {self.pretrain_epochs!r}.")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}.{suggest(self.optimizer, OPTIMIZERS)} Choose one of: {', '.join(OPTIMIZERS)}.")
 
@@ -140,7 +143,7 @@ class Trainer:
         """
         device = resolve_device(self.device)
         x = as_samples(data)
-        model.flatten(x[:1])  # a wrong sample shape fails here, clearly, before any work
+        model.as_batch(x[:1])  # a wrong sample shape fails here, clearly, before any work
         if getattr(getattr(model, "reconstruction", None), "output_activation", None) == "sigmoid" and (x.min() < 0 or x.max() > 1):
             raise DataError(
                 f"this model's loss (bce) needs data in [0, 1], but it ranges over [{x.min():.3g}, {x.max():.3g}]; "
@@ -171,6 +174,8 @@ class Trainer:
                 history = History(info["records"], info["best_epoch"])
                 start, best, since_best = info["epoch"], info["best"], info["since_best"]
 
+        if start == 0 and self.pretrain_epochs and hasattr(model, "layerwise_stages"):
+            self._pretrain(model, x_train)
         best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if start and (run / WEIGHTS).exists():
             best_weights = {k: v.to(device) for k, v in read_tensors(run / WEIGHTS).items()}
@@ -213,6 +218,16 @@ class Trainer:
 
             reconstruction_grid(model, (x_val if len(x_val) else x_train)[:8], run / "reconstructions.png")
         return history
+
+    def _pretrain(self, model: nn.Module, x_train: Tensor) -> None:
+        """Greedy layer-wise pretraining: train each stage on the codes of the one before, then unroll."""
+        stage_trainer = dataclasses.replace(self, epochs=self.pretrain_epochs, patience=None, pretrain_epochs=0)
+        stages, h = model.layerwise_stages(), x_train
+        for stage in stages:
+            stage_trainer.fit(stage, h)
+            with torch.no_grad():
+                h = torch.cat([stage.encode(h[i : i + EVAL_BATCH]) for i in range(0, len(h), EVAL_BATCH)])
+        model.load_stages(stages)
 
     def _train_epoch(self, model, optimizer, x_train: Tensor, shuffle: torch.Generator, epoch: int, check_every: int, bar, run) -> dict[str, float]:
         """One pass over ``x_train`` in shuffled batches; returns the mean of every loss term."""

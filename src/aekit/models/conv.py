@@ -1,0 +1,80 @@
+"""Convolutional autoencoders: conv + max-pool blocks down, upsample + conv blocks up."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from ..errors import ConfigError
+from ..registry import register_model
+from .base import Autoencoder, positive_ints
+from .layers import activation as make_activation
+from .layers import mlp
+from .simple import DenoisingAutoencoder
+from .vae import VariationalAutoencoder
+
+
+@register_model("conv")
+class ConvAutoencoder(Autoencoder):
+    """Convolutional encoder and decoder for images ``(channels, height, width)`` of any size.
+
+    Each encoder block is a same-padded convolution, the activation and a 2x2
+    max-pool (ceil mode, so odd sizes work); a linear layer (after optional
+    ``hidden`` layers) makes the code. The decoder mirrors it: linear layers
+    back to the smallest feature map, then per block an upsampling to the
+    exact size of the matching encoder map and a convolution.
+    """
+
+    def __init__(self, channels: Sequence[int] = (32, 64), kernel_size: int = 3, hidden: Sequence[int] = (), **options: Any) -> None:
+        # read by make_encoder / make_decoder, which the base constructor calls
+        self.channels = positive_ints("channels", channels)
+        (self.kernel_size,) = positive_ints("kernel_size", [kernel_size])
+        if self.kernel_size % 2 == 0:
+            raise ConfigError(f"kernel_size must be odd (same padding), got {kernel_size}.")
+        super().__init__(hidden=hidden, **options)
+
+    def feature_sizes(self) -> list[tuple[int, int]]:
+        """Spatial size of the input and after each pooling block."""
+        if len(self.input_shape) != 3:
+            raise ConfigError(f"the conv model needs image samples (channels, height, width), got input_shape={self.input_shape}.")
+        sizes = [self.input_shape[1:]]
+        for _ in self.channels:
+            sizes.append(tuple(math.ceil(s / 2) for s in sizes[-1]))
+        return sizes
+
+    def make_encoder(self) -> nn.Module:
+        sizes, pad = self.feature_sizes(), self.kernel_size // 2
+        layers: list[nn.Module] = []
+        c_in = self.input_shape[0]
+        for c_out in self.channels:
+            layers += [nn.Conv2d(c_in, c_out, self.kernel_size, padding=pad), make_activation(self.activation), nn.MaxPool2d(2, ceil_mode=True)]
+            c_in = c_out
+        flat = c_in * math.prod(sizes[-1])
+        return nn.Sequential(*layers, nn.Flatten(), *mlp([flat, *self.hidden, self.code_factor * self.code_size], self.activation, self.code_activation))
+
+    def make_decoder(self) -> nn.Module:
+        sizes, pad = self.feature_sizes(), self.kernel_size // 2
+        last = self.channels[-1]
+        layers: list[nn.Module] = [
+            *mlp([self.code_size, *reversed(self.hidden), last * math.prod(sizes[-1])], self.activation, self.activation),
+            nn.Unflatten(1, (last, *sizes[-1])),
+        ]
+        outputs = [self.input_shape[0], *self.channels[:-1]]
+        for i in reversed(range(len(self.channels))):
+            layers += [nn.Upsample(size=sizes[i], mode="nearest"), nn.Conv2d(self.channels[i], outputs[i], self.kernel_size, padding=pad)]
+            if i > 0:
+                layers.append(make_activation(self.activation))
+        return nn.Sequential(*layers)
+
+
+@register_model("conv-denoising")
+class ConvDenoisingAutoencoder(ConvAutoencoder, DenoisingAutoencoder):
+    """The convolutional autoencoder with the denoising corruption."""
+
+
+@register_model("conv-vae")
+class ConvVariationalAutoencoder(ConvAutoencoder, VariationalAutoencoder):
+    """The convolutional autoencoder with the VAE's Gaussian latent."""

@@ -1,0 +1,48 @@
+"""Greedy layer-wise pretraining (Hinton & Salakhutdinov 2006; Bengio et al. 2007)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..registry import register_model
+from .base import Autoencoder
+
+
+def linear_layers(module: nn.Module) -> list[nn.Linear]:
+    return [m for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+@register_model("stacked")
+class StackedAutoencoder(Autoencoder):
+    """A deep MLP autoencoder pretrained greedily, one shallow autoencoder per layer, then fine-tuned.
+
+    The :class:`~aekit.Trainer` trains the shallow autoencoders of
+    :meth:`layerwise_stages` in turn (each on the codes of the one before,
+    for ``pretrain_epochs`` epochs), copies their weights in with
+    :meth:`load_stages`, then fine-tunes the unrolled network end to end.
+    """
+
+    def layerwise_stages(self) -> list[Autoencoder]:
+        """Fresh shallow autoencoders, outermost first: stage i maps layer i's input to its output and back."""
+        sizes = [self.n_features, *self.hidden, self.code_size]
+        last = len(sizes) - 2
+        return [
+            Autoencoder(
+                input_shape=(sizes[i],),
+                code_size=sizes[i + 1],
+                hidden=(),
+                code_activation=self.code_activation if i == last else self.activation,
+                # stage 0 reconstructs the data; the others reconstruct hidden activations
+                output_activation=self.config.get("output_activation") if i == 0 else self.activation,
+                loss=self.config.get("loss", "mse") if i == 0 else "mse",
+            )
+            for i in range(last + 1)
+        ]
+
+    def load_stages(self, stages: list[Autoencoder]) -> None:
+        """Unroll trained stages: stage i's encoder layer is encoder layer i, its decoder layer is decoder layer -1-i."""
+        encoder, decoder = linear_layers(self.encoder), linear_layers(self.decoder)
+        for i, stage in enumerate(stages):
+            (enc,), (dec,) = linear_layers(stage.encoder), linear_layers(stage.decoder)
+            encoder[i].load_state_dict(enc.state_dict())
+            decoder[len(decoder) - 1 - i].load_state_dict(dec.state_dict())
