@@ -95,15 +95,15 @@ def test_seeded_fits_are_identical(name):
 
 def test_loss_goes_down_on_a_small_batch(name):
     model = small(name)
-    x = batch(name, 16)
+    x = batch(name, 64)
     # A likelihood loss has a floor above zero (the data's own entropy, a Gaussian's constant): the
     # loss of a perfect reconstruction. Progress is measured above it.
     perfect = torch.logit(x.clamp(1e-6, 1 - 1e-6)) if model.reconstruction.from_logits else x
     floor = model.reconstruction.fn(perfect, x).mean().item()
     before = aekit.training.evaluate_losses(model, x)["loss"] - floor
-    aekit.fit(model, x, epochs=300, batch_size=16, lr=1e-2, val_fraction=0, pretrain_epochs=0, progress=False)
+    aekit.fit(model, x, epochs=100, batch_size=16, lr=1e-2, val_fraction=0, pretrain_epochs=0, progress=False)
     after = aekit.training.evaluate_losses(model, x)["loss"] - floor
-    assert 0 < after < 0.9 * before, (before, after)  # a VAE trades reconstruction for KL: a smaller drop
+    assert 0 < after < 0.8 * before, (before, after)
 
 
 def test_config_records_constructor_arguments():
