@@ -20,12 +20,11 @@ import torch
 from sklearn.decomposition import PCA
 
 import aekit
-
-ROOT = Path(__file__).resolve().parent
+from common import DATA_DIR, ROOT, test_error
 REFERENCE = {"autoencoder (Hinton & Salakhutdinov 2006)": 3.00, "logistic PCA (ibid.)": 8.01, "PCA (ibid.)": 13.87}
 
 
-def test_error(x_hat: np.ndarray, x: np.ndarray) -> float:
+def pca_error(x_hat: np.ndarray, x: np.ndarray) -> float:
     return float(((x_hat - x) ** 2).sum(1).mean())
 
 
@@ -33,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 epoch on 10,000 training images")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--data-dir", default=str(ROOT.parent.parent / "shared" / "data"))
+    parser.add_argument("--data-dir", default=str(DATA_DIR))
     args = parser.parse_args()
     epochs = 1 if args.quick else args.epochs
 
@@ -44,7 +43,7 @@ def main() -> None:
 
     began = time.perf_counter()
     pca = PCA(30, random_state=0).fit(flat_train)
-    pca_error = test_error(pca.inverse_transform(pca.transform(flat_test)), flat_test)
+    pca_err = pca_error(pca.inverse_transform(pca.transform(flat_test)), flat_test)
     pca_seconds = time.perf_counter() - began
 
     aekit.seed_everything(0)
@@ -52,8 +51,7 @@ def main() -> None:
     began = time.perf_counter()
     history = aekit.fit(model, x_train.flatten(1), epochs=epochs, batch_size=128, lr=1e-3, val_fraction=0.0, seed=0)
     seconds = time.perf_counter() - began
-    with torch.no_grad():
-        ae_error = test_error(model(test.x.flatten(1)).x_hat.numpy(), flat_test)
+    ae_error = test_error(model, test.x.flatten(1))
 
     name = "mnist_ae_quick.md" if args.quick else "mnist_ae.md"
     lines = [
@@ -64,7 +62,7 @@ def main() -> None:
         "| method | test error | training budget | wall time |",
         "| --- | --- | --- | --- |",
         f"| aekit `ae` (ReLU, linear code, sigmoid output, MSE, Adam 1e-3, batch 128) | **{ae_error:.2f}** | {epochs} epochs | {seconds:.0f} s |",
-        f"| PCA, 30 components (scikit-learn, same split, live) | {pca_error:.2f} | - | {pca_seconds:.1f} s |",
+        f"| PCA, 30 components (scikit-learn, same split, live) | {pca_err:.2f} | - | {pca_seconds:.1f} s |",
         *(f"| {k} (published) | {v:.2f} | - | - |" for k, v in REFERENCE.items()),
         "",
         f"Final training loss {history[-1]['train_loss']:.3f}. Machine: {platform.processor() or platform.machine()}, "

@@ -152,3 +152,21 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path, monkeypatch)
         atomic_write(target, b"new" * 1000)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_dynamic_binarisation_draws_fresh_binary_batches():
+    seen = []
+
+    class Spy(aekit.Autoencoder):
+        def forward(self, x):
+            seen.append(x.clone())
+            return super().forward(x)
+
+    model = Spy(input_shape=(50,), code_size=2, hidden=(4,))
+    x = torch.full((64, 50), 0.3)
+    aekit.fit(model, x, epochs=2, batch_size=64, val_fraction=0, binarize=True, progress=False)
+    first, second = seen[0], seen[1]
+    assert set(first.unique().tolist()) == {0.0, 1.0} and not torch.equal(first, second)
+    assert (first.mean() - 0.3).abs() < 0.03  # Bernoulli(0.3): 3,200 draws, standard error 0.008
+    with pytest.raises(DataError, match="binarize"):
+        aekit.fit(model, x * 4, binarize=True, progress=False)

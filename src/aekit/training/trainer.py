@@ -93,6 +93,7 @@ class Trainer:
     patience: int | None = None  # stop after this many epochs without a better validation loss; None: never
     restore_best: bool = True  # end with the weights of the best epoch, not the last
     pretrain_epochs: int = 5  # greedy layer-wise pretraining per stage, for models built from stages (stacked)
+    binarize: bool = False  # draw binary data ~ Bernoulli(x) afresh for every batch (dynamic binarisation)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0  # seeds shuffling, the validation split and any noise a model draws
     progress: bool = True  # show a progress bar
@@ -149,6 +150,8 @@ class Trainer:
                 f"this model's loss (bce) needs data in [0, 1], but it ranges over [{x.min():.3g}, {x.max():.3g}]; "
                 "scale the data (aekit.load_dataset scales to [0, 1]) or use loss='mse'."
             )
+        if self.binarize and (x.min() < 0 or x.max() > 1):
+            raise DataError(f"binarize=True draws Bernoulli(x), which needs data in [0, 1]; it ranges over [{x.min():.3g}, {x.max():.3g}].")
         run = Path(out) if out is not None else None
         if run is not None and not resume and ((run / RESUME).exists() or (run / WEIGHTS).exists()):
             raise CheckpointError(f"{run} already holds a training run; resume it (--resume) or choose another folder.")
@@ -236,6 +239,8 @@ class Trainer:
         sums: dict[str, Tensor] = {}
         for step, start in enumerate(range(0, len(x_train), self.batch_size), start=1):
             batch = x_train[perm[start : start + self.batch_size]]
+            if self.binarize:
+                batch = torch.bernoulli(batch)
             out = model(batch)
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()

@@ -1,0 +1,54 @@
+"""Helpers shared by the benchmark scripts: data, timing and the results table header."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+import aekit
+
+ROOT = Path(__file__).resolve().parent
+DATA_DIR = ROOT.parent.parent / "shared" / "data"
+
+
+def mnist(data_dir: str | Path = DATA_DIR, flat: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    train = aekit.load_dataset("mnist", split="train", data_dir=data_dir).x
+    test = aekit.load_dataset("mnist", split="test", data_dir=data_dir).x
+    return (train.flatten(1), test.flatten(1)) if flat else (train, test)
+
+
+@torch.no_grad()
+def test_error(model: torch.nn.Module, x: torch.Tensor, batch: int = 1000) -> float:
+    """Squared error summed over pixels, averaged over images, with the model in evaluation mode."""
+    model.eval()
+    total = sum(((model(x[i : i + batch]).x_hat - x[i : i + batch]) ** 2).flatten(1).sum().item() for i in range(0, len(x), batch))
+    return total / len(x)
+
+
+def median_seconds(fn: Callable[[], None], repeats: int = 5, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def machine() -> str:
+    return (
+        f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def write(name: str, lines: list[str]) -> None:
+    (ROOT / "results").mkdir(exist_ok=True)
+    (ROOT / "results" / name).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
