@@ -108,6 +108,31 @@ def test_help(command, capsys):
     assert exit_info.value.code == 0 and "usage: aekit" in capsys.readouterr().out
 
 
-def test_list_models(capsys):
+def test_list_models_prints_every_variant_with_a_description(capsys):
     assert main(["list-models"]) == 0
-    assert capsys.readouterr().out.split()[0] == "ae"
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == aekit.list_models()
+    assert all(len(line.split(maxsplit=1)[1]) > 20 for line in lines)
+
+
+# extra CLI arguments that give each registered model a tiny configuration on digits (1, 8, 8)
+CLI_OPTIONS = {
+    "conv": ["--option", "channels=[4]"],
+    "conv-denoising": ["--option", "channels=[4]", "--option", "noise=masking:0.2"],
+    "conv-vae": ["--option", "channels=[4]"],
+    "recirculation": ["--optimizer", "sgd", "--lr", "0.5"],
+    "sparse": ["--option", "penalty=kl", "--option", "rho=0.05"],
+    "stacked": ["--pretrain-epochs", "1"],
+    "vae": ["--binarize"],
+}
+
+
+@pytest.mark.parametrize("name", [n for n in aekit.list_models() if not n.startswith("readme")])
+def test_every_model_trains_saves_and_evaluates_from_the_cli(name, tmp_path, capsys):
+    hidden = [] if name == "recirculation" else ["--hidden", "16"]
+    argv = ["train", "--model", name, "--epochs", "2", "--code-size", "4", *hidden, "--no-progress", "--out", str(tmp_path / name)]
+    assert main(argv + CLI_OPTIONS.get(name, [])) == 0, capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / name), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert result["samples"] == 359 and np.isfinite(result["sum_squared_error_per_sample"])
+    assert type(aekit.load(tmp_path / name)).model_name == name

@@ -21,20 +21,27 @@ from .vae import VariationalAutoencoder
 class ConvAutoencoder(Autoencoder):
     """Convolutional encoder and decoder for images ``(channels, height, width)`` of any size.
 
-    Each encoder block is a same-padded convolution, the activation and a 2x2
-    max-pool (ceil mode, so odd sizes work); a linear layer (after optional
-    ``hidden`` layers) makes the code. The decoder mirrors it: linear layers
+    Each encoder block is a same-padded convolution, the activation (ELU by
+    default) and a 2x2 max-pool (ceil mode, so odd sizes work); a linear layer
+    (after optional ``hidden`` layers) makes the code. The decoder mirrors it: linear layers
     back to the smallest feature map, then per block an upsampling to the
     exact size of the matching encoder map and a convolution.
     """
 
-    def __init__(self, channels: Sequence[int] = (32, 64), kernel_size: int = 3, hidden: Sequence[int] = (), **options: Any) -> None:
+    def __init__(
+        self,
+        channels: Sequence[int] = (32, 64),
+        kernel_size: int = 3,
+        hidden: Sequence[int] = (),
+        activation: str = "elu",  # with ReLU, dead units early in training can leave the decoder stuck on a black image
+        **options: Any,
+    ) -> None:
         # read by make_encoder / make_decoder, which the base constructor calls
         self.channels = positive_ints("channels", channels)
         (self.kernel_size,) = positive_ints("kernel_size", [kernel_size])
         if self.kernel_size % 2 == 0:
             raise ConfigError(f"kernel_size must be odd (same padding), got {kernel_size}.")
-        super().__init__(hidden=hidden, **options)
+        super().__init__(hidden=hidden, activation=activation, **options)
 
     def feature_sizes(self) -> list[tuple[int, int]]:
         """Spatial size of the input and after each pooling block."""

@@ -143,26 +143,10 @@ class Trainer:
             Continue the run saved in ``out`` from its last finished epoch.
         """
         device = resolve_device(self.device)
-        x = as_samples(data)
-        model.as_batch(x[:1])  # a wrong sample shape fails here, clearly, before any work
-        if getattr(getattr(model, "reconstruction", None), "output_activation", None) == "sigmoid" and (x.min() < 0 or x.max() > 1):
-            raise DataError(
-                f"this model's loss (bce) needs data in [0, 1], but it ranges over [{x.min():.3g}, {x.max():.3g}]; "
-                "scale the data (aekit.load_dataset scales to [0, 1]) or use loss='mse'."
-            )
-        if self.binarize and (x.min() < 0 or x.max() > 1):
-            raise DataError(f"binarize=True draws Bernoulli(x), which needs data in [0, 1]; it ranges over [{x.min():.3g}, {x.max():.3g}].")
         run = Path(out) if out is not None else None
         if run is not None and not resume and ((run / RESUME).exists() or (run / WEIGHTS).exists()):
             raise CheckpointError(f"{run} already holds a training run; resume it (--resume) or choose another folder.")
-
-        split = torch.Generator().manual_seed(self.seed)
-        order = torch.randperm(len(x), generator=split)
-        n_val = 0 if val_data is not None else int(round(self.val_fraction * len(x)))
-        if n_val >= len(x):
-            raise DataError(f"{len(x)} samples are too few to hold out {self.val_fraction:.0%} for validation; set val_fraction=0.")
-        x_train = x[order[n_val:]].to(device)
-        x_val = as_samples(val_data, "val_data").to(device) if val_data is not None else x[order[:n_val]].to(device)
+        x_train, x_val = self._split(model, data, val_data, device)
 
         model.to(device).train()
         optimizer = OPTIMIZERS[self.optimizer](model.parameters(), self.lr, self.weight_decay)
@@ -221,6 +205,27 @@ class Trainer:
 
             reconstruction_grid(model, (x_val if len(x_val) else x_train)[:8], run / "reconstructions.png")
         return history
+
+    def _split(self, model: nn.Module, data, val_data, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Check the data against the model and split off the validation samples (seeded)."""
+        x = as_samples(data)
+        model.as_batch(x[:1])  # a wrong sample shape fails here, clearly, before any work
+        in_unit_interval = bool(x.min() >= 0 and x.max() <= 1)
+        needs_probabilities = getattr(getattr(model, "reconstruction", None), "output_activation", None) == "sigmoid"
+        if needs_probabilities and not in_unit_interval:
+            raise DataError(
+                f"this model's loss ({model.config.get('loss')}) needs data in [0, 1], but it ranges over "
+                f"[{x.min():.3g}, {x.max():.3g}]; scale the data (aekit.load_dataset scales to [0, 1]) or use loss='mse'."
+            )
+        if self.binarize and not in_unit_interval:
+            raise DataError(f"binarize=True draws Bernoulli(x), which needs data in [0, 1]; it ranges over [{x.min():.3g}, {x.max():.3g}].")
+        if val_data is not None:
+            return x.to(device), as_samples(val_data, "val_data").to(device)
+        n_val = int(round(self.val_fraction * len(x)))
+        if n_val >= len(x):
+            raise DataError(f"{len(x)} samples are too few to hold out {self.val_fraction:.0%} for validation; set val_fraction=0.")
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))
+        return x[order[n_val:]].to(device), x[order[:n_val]].to(device)
 
     def _pretrain(self, model: nn.Module, x_train: Tensor) -> None:
         """Greedy layer-wise pretraining: train each stage on the codes of the one before, then unroll."""
