@@ -23,7 +23,7 @@ from .errors import AekitError, ConfigError, DataError
 from .losses import squared_error
 from .registry import get_model, list_models, model_class
 from .training import Trainer, evaluate_losses, seed_everything
-from .training.trainer import TRAINER
+from .training.trainer import TRAINER, ensure_new_run
 
 DATA = "data.json"  # how the run's data was loaded, so later commands can load it the same way
 
@@ -94,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             if getattr(args, key) is not None:
                 settings[key] = getattr(args, key)
         settings["progress"] = not args.no_progress
-        trainer = Trainer(**settings)
+        trainer = Trainer.from_settings(settings, run / TRAINER)
         data = _run_data(run, argparse.Namespace(dataset=None, data_dir=args.data_dir, split=None), "train")
         seed_everything(trainer.seed)  # a run killed before its first checkpoint restarts from the same weights
         model = get_model(config["model"], **config["options"])
@@ -132,8 +132,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         "label_column": args.label_column,
         "scaling": data.scaling.to_json() if data.scaling else None,
     }
+    ensure_new_run(run)
+    atomic_write(run / DATA, json.dumps(spec, indent=2))  # first, so that a killed run can be resumed
     history = trainer.fit(model, data, out=run)
-    atomic_write(run / DATA, json.dumps(spec, indent=2))
     last = history[-1]
     losses = " ".join(f"{k}={last[k]:.4f}" for k in ("train_loss", "val_loss") if k in last)
     print(f"trained {args.model} on {data.name} ({len(data)} samples) for {len(history)} epochs: {losses}; run folder: {run}")

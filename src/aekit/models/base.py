@@ -146,6 +146,8 @@ class Autoencoder(nn.Module):
     model_name = "ae"
     #: The encoder emits ``code_factor * code_size`` numbers (2 for a Gaussian latent: mean, log-variance).
     code_factor = 1
+    #: True when the reconstruction loss must be a normalised likelihood (``gaussian``, ``bernoulli``), as in an ELBO.
+    requires_likelihood = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -45,6 +45,7 @@ class VariationalAutoencoder(Autoencoder):
     """Gaussian encoder, reparameterised sample, KL to N(0, I) weighted by ``beta`` (beta-VAE), likelihood decoder."""
 
     code_factor = 2  # the encoder emits a mean and a log-variance per code unit
+    requires_likelihood = True
 
     def __init__(self, beta: float = 1.0, loss: str = "bernoulli", **options: Any) -> None:
         super().__init__(loss=loss, **options)

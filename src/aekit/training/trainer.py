@@ -38,6 +38,12 @@ TRAINER = "trainer.json"
 EVAL_BATCH = 1024
 
 
+def ensure_new_run(run: Path) -> None:
+    """Refuse to start a run in a folder that already holds one: runs are never overwritten."""
+    if (run / RESUME).exists() or (run / WEIGHTS).exists():
+        raise CheckpointError(f"{run} already holds a training run; resume it (--resume) or choose another folder.")
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's generators (call before building a model)."""
     random.seed(seed)
@@ -116,6 +122,18 @@ class Trainer:
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}.{suggest(self.optimizer, OPTIMIZERS)} Choose one of: {', '.join(OPTIMIZERS)}.")
 
+    @classmethod
+    def from_settings(cls, settings: Any, source: Path) -> "Trainer":
+        """A Trainer from a run's saved ``trainer.json``, with a clear error if it does not fit."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(settings, dict) or set(settings) - fields:
+            extra = sorted(set(settings) - fields) if isinstance(settings, dict) else settings
+            raise CheckpointError(f"{source} holds settings this version of aekit does not know ({extra}).")
+        try:
+            return cls(**settings)
+        except ConfigError as exc:
+            raise CheckpointError(f"{source}: {exc}") from None
+
     def fit(
         self,
         model: nn.Module,
@@ -144,8 +162,8 @@ class Trainer:
         """
         device = resolve_device(self.device)
         run = Path(out) if out is not None else None
-        if run is not None and not resume and ((run / RESUME).exists() or (run / WEIGHTS).exists()):
-            raise CheckpointError(f"{run} already holds a training run; resume it (--resume) or choose another folder.")
+        if run is not None and not resume:
+            ensure_new_run(run)
         x_train, x_val = self._split(model, data, val_data, device)
 
         model.to(device).train()
