@@ -170,3 +170,15 @@ def test_dynamic_binarisation_draws_fresh_binary_batches():
     assert (first.mean() - 0.3).abs() < 0.03  # Bernoulli(0.3): 3,200 draws, standard error 0.008
     with pytest.raises(DataError, match="binarize"):
         aekit.fit(model, x * 4, binarize=True, progress=False)
+
+
+def test_skip_policy_skips_a_non_finite_batch_and_halves_the_learning_rate(capsys):
+    x = torch.rand(64, 4)
+    x[5] = 1e30  # finite data whose squared error overflows: the batch that holds it has an infinite loss
+    model = aekit.get_model("ae", input_shape=(4,), code_size=2, hidden=(4,), output_activation="identity")
+    history = aekit.fit(model, x, epochs=2, batch_size=8, lr=1e-2, val_fraction=0, on_nonfinite="skip", progress=False)
+    assert [r["lr"] for r in history.records] == [5e-3, 2.5e-3]  # one skipped batch per epoch
+    assert all(np.isfinite(r["train_loss"]) for r in history.records)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    with pytest.raises(TrainingError, match="on_nonfinite='skip'"):
+        aekit.fit(model, x, epochs=1, batch_size=8, val_fraction=0, progress=False)

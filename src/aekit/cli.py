@@ -118,6 +118,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         optimizer=args.optimizer,
         pretrain_epochs=args.pretrain_epochs,
         binarize=args.binarize,
+        on_nonfinite=args.on_nonfinite,
         patience=args.patience,
         device=args.device or "auto",
         seed=args.seed,
@@ -231,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer", default="adam", help="adam, adamw or sgd (momentum 0.9) (default: adam)")
     train.add_argument("--pretrain-epochs", type=int, default=Trainer.pretrain_epochs, help="greedy layer-wise pretraining epochs per layer, for --model stacked (default: 5)")
     train.add_argument("--binarize", action="store_true", help="dynamic binarisation: draw binary data ~ Bernoulli(x) for every batch")
+    train.add_argument("--on-nonfinite", choices=["stop", "skip"], default="stop", help="a NaN/inf loss stops the run (default) or skips the batch and halves the learning rate")
     train.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty (default: 0)")
     train.add_argument("--val-fraction", type=float, default=0.1, help="share held out for validation (default: 0.1)")
     train.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default: off)")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+import math
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from ..errors import DataError
 from .dataset import RawData
+from .matfile import read_mat_arrays
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 #: Column names taken as the label column of a CSV when none is given.
@@ -32,8 +35,35 @@ def _array_as_raw(x: np.ndarray, y: np.ndarray | None, path: Path) -> RawData:
     return RawData(x, y, pixel_max=255.0 if x.dtype == np.uint8 else None)
 
 
+#: The most DEFLATE can expand data (about 1032:1): a compressed member claiming more is forged.
+MAX_EXPANSION = 1100
+
+
+def check_npy_header(f: BinaryIO, available: int, what: str) -> None:
+    """Check a .npy header against the bytes that follow it, before any array is allocated.
+
+    Raises :class:`DataError` for a bad header, an object dtype (which would
+    need pickle) or a declared size that differs from ``available`` bytes.
+    """
+    start = f.tell()
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+    except Exception as exc:  # numpy's header parser raises many types (ValueError, TokenError, ...)
+        raise DataError(f"{what} is not a readable .npy array ({type(exc).__name__}: {exc}).") from None
+    if dtype.hasobject:
+        raise DataError(f"{what} holds Python objects ({dtype}); aekit never unpickles data: save a numeric array.")
+    declared = math.prod(shape) * dtype.itemsize
+    body = available - (f.tell() - start)
+    if declared != body:
+        raise DataError(f"{what} declares shape {shape} ({declared} bytes) but holds {body}; the file is truncated or corrupt.")
+
+
 def read_npy(path: Path) -> RawData:
     try:
+        with open(path, "rb") as f:
+            check_npy_header(f, path.stat().st_size, str(path))
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{path} is not a readable .npy array ({exc}).") from None
@@ -42,9 +72,17 @@ def read_npy(path: Path) -> RawData:
 
 def read_npz(path: Path) -> RawData:
     try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                if member.file_size > MAX_EXPANSION * max(member.compress_size, 1) + 1024:
+                    raise DataError(f"{path}: member {member.filename} claims to expand {member.file_size} bytes from {member.compress_size}; the archive is forged or corrupt.")
+                with archive.open(member) as f:
+                    check_npy_header(f, member.file_size, f"{path} ({member.filename})")
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
+        if isinstance(exc, DataError):
+            raise
         raise DataError(f"{path} is not a readable .npz archive ({exc}).") from None
     x_key = next((k for k in _X_KEYS if k in arrays), None)
     if x_key is None and len(arrays) == 1:
@@ -56,17 +94,15 @@ def read_npz(path: Path) -> RawData:
 
 
 def read_mat(path: Path) -> RawData:
-    """A MATLAB file with ``X`` (n x d) and optionally ``y`` (n x 1), as ODDS ships them."""
-    from scipy.io import loadmat
-
+    """A MATLAB v5 file with ``X`` (n x d) and optionally ``y`` (n x 1), as ODDS ships them."""
     try:
-        content = loadmat(path)
-    except Exception as exc:  # scipy raises many types for a corrupt file
-        raise DataError(f"{path} is not a readable MATLAB .mat file ({type(exc).__name__}: {exc}).") from None
+        content = read_mat_arrays(path)
+    except OSError as exc:
+        raise DataError(f"cannot read {path} ({exc}).") from None
     if "X" not in content:
-        raise DataError(f"{path} has no 'X' variable (it has {sorted(k for k in content if not k.startswith('__'))}).")
-    x = _numeric(np.asarray(content["X"]), path)
-    y = np.asarray(content["y"]).reshape(-1) if "y" in content else None
+        raise DataError(f"{path} has no numeric 'X' variable (it has {sorted(content)}).")
+    x = _numeric(content["X"], path)
+    y = content["y"].reshape(-1) if "y" in content else None
     return RawData(x, y)
 
 
@@ -162,7 +198,7 @@ def read_image_folder(path: Path) -> RawData:
             with Image.open(file) as image:
                 image.load()
                 images.append(image.copy())
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
             raise DataError(f"cannot read image {file} ({exc}); remove or replace it.") from None
     mode = "L" if all(im.mode in ("1", "L", "I;16", "I", "LA") for im in images) else "RGB"
     size = images[0].size

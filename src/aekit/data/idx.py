@@ -29,6 +29,8 @@ IDX_DTYPES = {
 }
 
 _GZIP_MAGIC = b"\x1f\x8b"
+#: The most DEFLATE can expand data (about 1032:1).
+MAX_EXPANSION = 1100
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -44,14 +46,16 @@ def read_idx(path: str | Path) -> np.ndarray:
     try:
         with open(path, "rb") as raw:
             gzipped = raw.read(2) == _GZIP_MAGIC
+        size = path.stat().st_size
         opener = gzip.open if gzipped else open
         with opener(path, "rb") as f:
-            return _parse(f, path, None if gzipped else path.stat().st_size)
+            # DEFLATE expands at most ~1032:1, so a gzipped file can hold no more than this
+            return _parse(f, path, None if gzipped else size, MAX_EXPANSION * size if gzipped else size)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{path} is not a readable IDX file ({exc}); delete it and download it again.") from None
 
 
-def _parse(f, path: Path, file_size: int | None) -> np.ndarray:
+def _parse(f, path: Path, file_size: int | None, max_bytes: int) -> np.ndarray:
     header = f.read(4)
     if len(header) < 4 or header[:2] != b"\x00\x00" or header[2] not in IDX_DTYPES:
         raise DataError(f"{path} is not an IDX file (bad magic number {header.hex() or 'empty'}); check the file.")
@@ -68,11 +72,25 @@ def _parse(f, path: Path, file_size: int | None) -> np.ndarray:
             f"{path}: header declares shape {dims} ({n_bytes} data bytes) but the file holds "
             f"{file_size - 4 - 4 * ndim}; it is truncated or corrupt, download it again."
         )
-    body = f.read(n_bytes + 1)  # one extra byte reveals trailing garbage; never more than declared
+    if n_bytes > max_bytes:
+        raise DataError(f"{path}: header declares shape {dims} ({n_bytes} bytes), more than the file can hold; it is corrupt.")
+    body = _read_at_most(f, n_bytes + 1)  # one extra byte reveals trailing garbage
     if len(body) != n_bytes:
         what = "truncated" if len(body) < n_bytes else "longer than its header says"
         raise DataError(f"{path} is {what} (header declares shape {dims}); download it again.")
     return np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="), copy=False)
+
+
+def _read_at_most(f, n: int, chunk: int = 1 << 22) -> bytes:
+    """Read up to ``n`` bytes in chunks, so memory follows what the file really holds, not what it claims."""
+    parts, left = [], n
+    while left > 0:
+        part = f.read(min(chunk, left))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> None:

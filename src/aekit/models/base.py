@@ -89,7 +89,7 @@ def positive_ints(name: str, values: Any) -> tuple[int, ...]:
     try:
         out = tuple(int(v) for v in values)
         exact = all(int(v) == v for v in values)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{name} must be a sequence of positive integers, got {values!r}.") from None
     if not exact or any(v <= 0 for v in out):
         raise ConfigError(f"{name} must hold positive integers only, got {values!r}.")

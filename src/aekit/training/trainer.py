@@ -36,6 +36,7 @@ LAST = "last.safetensors"
 METRICS = "metrics.csv"
 TRAINER = "trainer.json"
 EVAL_BATCH = 1024
+MAX_SKIPS = 10  # with on_nonfinite="skip": non-finite batches skipped per epoch before giving up
 
 
 def ensure_new_run(run: Path) -> None:
@@ -100,6 +101,7 @@ class Trainer:
     restore_best: bool = True  # end with the weights of the best epoch, not the last
     pretrain_epochs: int = 5  # greedy layer-wise pretraining per stage, for models built from stages (stacked)
     binarize: bool = False  # draw binary data ~ Bernoulli(x) afresh for every batch (dynamic binarisation)
+    on_nonfinite: str = "stop"  # a NaN/inf loss: "stop" with a clear error, or "skip" the batch and halve the learning rate
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0  # seeds shuffling, the validation split and any noise a model draws
     progress: bool = True  # show a progress bar
@@ -119,6 +121,8 @@ class Trainer:
             raise ConfigError(f"patience must be a positive integer or None, got {self.patience!r}.")
         if not (isinstance(self.pretrain_epochs, int) and self.pretrain_epochs >= 0):
             raise ConfigError(f"pretrain_epochs must be a non-negative integer, got {self.pretrain_epochs!r}.")
+        if self.on_nonfinite not in ("stop", "skip"):
+            raise ConfigError(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}.")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}.{suggest(self.optimizer, OPTIMIZERS)} Choose one of: {', '.join(OPTIMIZERS)}.")
 
@@ -185,7 +189,8 @@ class Trainer:
         if start and (run / WEIGHTS).exists():
             best_weights = {k: v.to(device) for k, v in read_tensors(run / WEIGHTS).items()}
         n_batches = math.ceil(len(x_train) / self.batch_size)
-        check_every = 1 if device.type == "cpu" else 25  # a finite-check syncs the GPU, so batch them there
+        # A finite-check syncs a GPU, so there it runs every 25 steps, unless bad batches are to be skipped.
+        check_every = 1 if device.type == "cpu" or self.on_nonfinite == "skip" else 25
         bar = tqdm(total=self.epochs * n_batches, initial=start * n_batches, disable=not self.progress, unit="step", dynamic_ncols=True)
         try:
             for epoch in range(start + 1, self.epochs + 1):
@@ -260,25 +265,35 @@ class Trainer:
         model.train()
         perm = torch.randperm(len(x_train), generator=shuffle).to(x_train.device)
         sums: dict[str, Tensor] = {}
+        seen = skipped = 0
         for step, start in enumerate(range(0, len(x_train), self.batch_size), start=1):
             batch = x_train[perm[start : start + self.batch_size]]
             if self.binarize:
                 batch = torch.bernoulli(batch)
             out = model(batch)
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
-            weight = len(batch)
-            for name, value in {"loss": out.loss, **out.losses}.items():
-                sums[name] = sums.get(name, 0) + value.detach() * weight
-            if step % check_every == 0 and not torch.isfinite(sums["loss"]):
+            if step % check_every == 0 and not torch.isfinite(out.loss):
+                if self.on_nonfinite == "skip" and skipped < MAX_SKIPS:
+                    skipped += 1
+                    for group in optimizer.param_groups:
+                        group["lr"] /= 2
+                    bar.write(f"aekit: non-finite loss in epoch {epoch}, step {step}: batch skipped, learning rate halved to {optimizer.param_groups[0]['lr']:.3g}")
+                    bar.update(1)
+                    continue
                 kept = f"the last good checkpoint in {run} is intact; " if run is not None else ""
                 raise TrainingError(
                     f"the loss became non-finite (NaN or inf) in epoch {epoch} at or before step {step}; "
-                    f"{kept}lower the learning rate or check the data."
+                    f"{kept}lower the learning rate, check the data, or pass on_nonfinite='skip' (--on-nonfinite skip)."
                 )
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            seen += len(batch)
+            for name, value in {"loss": out.loss, **out.losses}.items():
+                sums[name] = sums.get(name, 0) + value.detach() * len(batch)
             bar.update(1)
-        means = {name: (total / len(x_train)).item() for name, total in sums.items()}
+        if not seen:
+            raise TrainingError(f"every batch of epoch {epoch} had a non-finite loss; check the data and the learning rate.")
+        means = {name: (total / seen).item() for name, total in sums.items()}
         if not math.isfinite(means["loss"]):
             raise TrainingError(f"the loss became non-finite (NaN or inf) in epoch {epoch}; lower the learning rate or check the data.")
         return means
