@@ -61,9 +61,9 @@ def check_npy_header(f: BinaryIO, available: int, what: str) -> None:
 
 
 def read_npy(path: Path) -> RawData:
+    with open(path, "rb") as f:
+        check_npy_header(f, path.stat().st_size, str(path))
     try:
-        with open(path, "rb") as f:
-            check_npy_header(f, path.stat().st_size, str(path))
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{path} is not a readable .npy array ({exc}).") from None

@@ -96,6 +96,13 @@ def positive_ints(name: str, values: Any) -> tuple[int, ...]:
     return out
 
 
+def positive_int(name: str, value: Any) -> int:
+    """``value`` as a positive int, or a :class:`ConfigError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or int(value) != value or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
 def check_range(name: str, value: Any, low: float, high: float | None = None, *, low_open: bool = False) -> float:
     """``value`` as a float inside [low, high] (``(low, high]`` with ``low_open``), or a :class:`ConfigError`."""
     try:
@@ -169,7 +176,7 @@ class Autoencoder(nn.Module):
         self.input_shape = positive_ints("input_shape", input_shape)
         if not self.input_shape:
             raise ConfigError("input_shape must name at least one dimension, e.g. (784,).")
-        (self.code_size,) = positive_ints("code_size", [code_size])
+        self.code_size = positive_int("code_size", code_size)
         self.hidden = positive_ints("hidden", hidden)
         self.activation, self.code_activation = activation, code_activation
         if loss not in RECONSTRUCTION_LOSSES:

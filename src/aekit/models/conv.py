@@ -10,7 +10,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..registry import register_model
-from .base import Autoencoder, positive_ints
+from .base import Autoencoder, positive_int, positive_ints
 from .layers import activation as make_activation
 from .layers import mlp
 from .simple import DenoisingAutoencoder
@@ -38,7 +38,7 @@ class ConvAutoencoder(Autoencoder):
     ) -> None:
         # read by make_encoder / make_decoder, which the base constructor calls
         self.channels = positive_ints("channels", channels)
-        (self.kernel_size,) = positive_ints("kernel_size", [kernel_size])
+        self.kernel_size = positive_int("kernel_size", kernel_size)
         if self.kernel_size % 2 == 0:
             raise ConfigError(f"kernel_size must be odd (same padding), got {kernel_size}.")
         super().__init__(hidden=hidden, activation=activation, **options)

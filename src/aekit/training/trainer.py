@@ -279,7 +279,9 @@ class Trainer:
                     bar.write(f"aekit: non-finite loss in epoch {epoch}, step {step}: batch skipped, learning rate halved to {optimizer.param_groups[0]['lr']:.3g}")
                     bar.update(1)
                     continue
-                kept = f"the last good checkpoint in {run} is intact; " if run is not None else ""
+                kept = ""
+                if run is not None:
+                    kept = f"the last good checkpoint in {run} is intact; " if (run / RESUME).exists() else "no checkpoint had been written yet; "
                 raise TrainingError(
                     f"the loss became non-finite (NaN or inf) in epoch {epoch} at or before step {step}; "
                     f"{kept}lower the learning rate, check the data, or pass on_nonfinite='skip' (--on-nonfinite skip)."
