@@ -1,4 +1,4 @@
-"""The ``aekit`` command line: train, evaluate, encode, reconstruct, list-models.
+"""The ``aekit`` command line: train, evaluate, encode, reconstruct, list-models, and the applications.
 
 Errors a user can cause are printed as one line (``aekit: error: ...``) with
 exit status 2; no traceback.
@@ -18,14 +18,15 @@ import torch
 
 from . import __version__
 from .checkpoint import CONFIG, atomic_write, load, read_json
-from .data import Dataset, Scaling, load_dataset
+from .data import Dataset, load_dataset
+from .runs import DATA, run_data
 from .errors import AekitError, ConfigError, DataError
 from .losses import squared_error
+from .apps.cli import add_commands as add_app_commands
 from .registry import get_model, list_models, model_class
 from .training import Trainer, evaluate_losses, seed_everything
 from .training.trainer import TRAINER, ensure_new_run
 
-DATA = "data.json"  # how the run's data was loaded, so later commands can load it the same way
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -58,14 +59,7 @@ def _free_run_dir(model: str, dataset: str) -> Path:
 
 
 def _run_data(run: Path, args: argparse.Namespace, split_default: str) -> Dataset:
-    """Load ``args.dataset`` (or the run's own data set) the way the run's data was loaded."""
-    spec = read_json(run / DATA, "") if (run / DATA).exists() else {}
-    name = getattr(args, "dataset", None) or spec.get("dataset")
-    if name is None:
-        raise DataError(f"{run} does not record its data set; name one with --dataset.")
-    scaling = Scaling.from_json(spec["scaling"]) if spec.get("scaling") else "minmax"
-    data_dir = args.data_dir or spec.get("data_dir")
-    return load_dataset(name, split=args.split or split_default, data_dir=data_dir, scaling=scaling, label_column=spec.get("label_column"))
+    return run_data(run, getattr(args, "dataset", None), args.split, args.data_dir, split_default)
 
 
 def _write_array(path: Path, **arrays: np.ndarray) -> None:
@@ -265,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("-n", type=int, default=10, help="samples in the grid (default: 10)")
     reconstruct.add_argument("-o", "--output", default="reconstructions.png", help=".png grid or .npy array (default: reconstructions.png)")
     reconstruct.set_defaults(func=cmd_reconstruct)
+
+    add_app_commands(commands, _sizes, _option)
 
     models = commands.add_parser("list-models", help="list the registered models", description="List the registered models.")
     models.set_defaults(func=cmd_list_models)

@@ -39,7 +39,13 @@ def image_grid(rows: list[tuple[str, np.ndarray]], path: str | Path, title: str 
         axes[r][0].set_ylabel(label, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG, atomically, and close it."""
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)

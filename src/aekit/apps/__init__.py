@@ -1,0 +1,31 @@
+"""Applications: each takes a fitted model (they are not methods on models)."""
+
+from .denoise import Denoising, denoise
+from .detect import Detection, anomaly_scores, detect, threshold_from
+from .embed import Embedding, embed
+from .generate import interpolate, sample, traversal
+from .probe import probe
+from .protocols import ProtocolResult, mnist_one_class, odds
+from .report import write_report
+from .retrieve import CodeIndex, precision_at_k
+
+__all__ = [
+    "CodeIndex",
+    "Denoising",
+    "Detection",
+    "Embedding",
+    "ProtocolResult",
+    "anomaly_scores",
+    "denoise",
+    "detect",
+    "embed",
+    "interpolate",
+    "mnist_one_class",
+    "odds",
+    "precision_at_k",
+    "probe",
+    "sample",
+    "threshold_from",
+    "traversal",
+    "write_report",
+]

@@ -1,0 +1,288 @@
+"""The application commands of the ``aekit`` CLI: each loads a fitted run and calls one application."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import atomic_write, load
+from ..errors import DataError
+from ..plotting import image_grid
+from ..runs import run_data, save_result
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 0,1,2, got {text!r}") from None
+
+
+def _data(args: argparse.Namespace, default_split: str):
+    return run_data(Path(args.run), args.dataset, args.split, args.data_dir, default_split)
+
+
+def _images(model) -> None:
+    if len(model.input_shape) != 3:
+        raise DataError(f"this model's samples have shape {model.input_shape}, not images; there is no picture to draw.")
+
+
+def _report(run: str, name: str, numbers: dict, figure: Path | None) -> None:
+    save_result(Path(run), name, numbers, figure)
+    print(json.dumps(numbers, indent=2))
+
+
+def cmd_embed(args):
+    from .embed import embed, plot_embedding
+
+    model, data = load(args.run), _data(args, "test")
+    result = embed(model, data, method=args.method, max_points=args.max_points, seed=args.seed)
+    plot_embedding(result, args.output, title=f"{data.name} [{data.split}]")
+    _report(args.run, "embed", {"method": args.method, "samples": len(result.pca), **result.summary()}, Path(args.output))
+
+
+def cmd_denoise(args):
+    from .denoise import denoise
+
+    model, data = load(args.run), _data(args, "test")
+    result = denoise(model, data.x, noise=args.noise, seed=args.seed)
+    if len(model.input_shape) == 3:
+        n = args.n
+        image_grid([("noisy", result.noisy[:n].numpy()), ("denoised", result.denoised[:n].numpy()), ("clean", data.x[:n].numpy())], args.output)
+    _report(args.run, "denoise", {"noise": args.noise, "samples": len(data), **result.summary()}, Path(args.output))
+
+
+def cmd_detect(args):
+    from .detect import detect, plot_score_histogram
+
+    model, data = load(args.run), _data(args, "test")
+    if args.normal_class is not None:
+        if data.y is None:
+            raise DataError(f"{data.name} has no labels, so --normal-class cannot mark anomalies.")
+        anomalous = (data.y != args.normal_class).numpy()
+    elif data.y is not None and set(data.y.unique().tolist()) <= {0, 1}:
+        anomalous = data.y.numpy().astype(bool)  # the ODDS convention: 1 = outlier
+    else:
+        anomalous = None
+    reference = _data(argparse.Namespace(**{**vars(args), "split": args.reference_split}), "train").x if args.reference_split else None
+    contamination = None if args.percentile is not None else args.contamination
+    result = detect(model, data.x, anomalous, reference=reference, contamination=contamination, percentile=args.percentile)
+    plot_score_histogram(result, anomalous, args.output, title=f"{data.name} [{data.split}]")
+    _report(args.run, "detect", result.summary(), Path(args.output))
+
+
+def cmd_protocol(args):
+    from ..training import Trainer
+    from .protocols import mnist_one_class, odds
+
+    options = dict(args.option or [])
+    for key in ("code_size", "hidden"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    trainer = Trainer(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, val_fraction=0.0, progress=not args.no_progress)
+    if args.name == "mnist-one-class":
+        result = mnist_one_class(args.digits, args.model, options, trainer, args.data_dir)
+        numbers = {"protocol": "mnist-one-class", "model": args.model, "roc_auc": result.roc_auc, "mean_roc_auc": result.mean_roc_auc}
+    else:
+        numbers = {"protocol": "odds", "model": args.model, "seeds": args.seeds, "sets": {}}
+        for name in args.sets:
+            result = odds(name, args.seeds, args.model, options, trainer, args.data_dir)
+            numbers["sets"][name] = {"mean_roc_auc": result.mean_roc_auc, "mean_average_precision": float(np.mean(list(result.average_precision.values())))}
+    if args.output:
+        atomic_write(Path(args.output), json.dumps(numbers, indent=2))
+    print(json.dumps(numbers, indent=2))
+
+
+def cmd_sample(args):
+    from .generate import grid_rows, sample
+
+    model = load(args.run)
+    _images(model)
+    image_grid(grid_rows(sample(model, args.n, seed=args.seed), args.per_row), args.output)
+    save_result(Path(args.run), "sample", {"samples": args.n}, Path(args.output))
+    print(f"wrote {args.n} samples to {args.output}")
+
+
+def cmd_interpolate(args):
+    from .generate import interpolate
+
+    model, data = load(args.run), _data(args, "test")
+    _images(model)
+    for index in (args.a, args.b):
+        if not 0 <= index < len(data):
+            raise DataError(f"sample {index} does not exist; {data.name} [{data.split}] has {len(data)} samples.")
+    path = interpolate(model, data.x[args.a], data.x[args.b], steps=args.steps)
+    image_grid([(f"{args.a} -> {args.b}", path.numpy())], args.output)
+    print(f"wrote a {args.steps}-step interpolation to {args.output}")
+
+
+def cmd_traverse(args):
+    from .generate import traversal
+
+    model, data = load(args.run), _data(args, "test")
+    _images(model)
+    grid = traversal(model, data.x[args.index], data.x[:2000], dims=args.dims, span=args.span, steps=args.steps)
+    dims = args.dims if args.dims is not None else list(range(len(grid)))
+    image_grid([(f"z{d}", row.numpy()) for d, row in zip(dims, grid)], args.output)
+    print(f"wrote a traversal of {len(dims)} code units to {args.output}")
+
+
+def cmd_probe(args):
+    from .probe import probe
+
+    model = load(args.run)
+    train = run_data(Path(args.run), args.dataset, "train", args.data_dir, "train")
+    test = run_data(Path(args.run), args.dataset, "test", args.data_dir, "test")
+    accuracy = probe(model, train, test)
+    _report(args.run, "probe", {"classifier": "StandardScaler + LogisticRegression", "code_size": model.code_size, "accuracy": accuracy}, None)
+
+
+def cmd_index(args):
+    from .common import encode
+    from .retrieve import CodeIndex
+
+    model, data = load(args.run), _data(args, "train")
+    approximate = {"auto": "auto", "yes": True, "no": False}[args.approximate]
+    info = {"run": str(Path(args.run).resolve()), "dataset": data.name, "split": data.split, "data_dir": args.data_dir}
+    index = CodeIndex.build(encode(model, data.x), None if data.y is None else data.y.numpy(), args.metric, approximate, info=info)
+    index.save(args.output)
+    print(f"indexed {len(data)} codes ({'approximate, FAISS IVF' if index.approximate else 'exact'}, {args.metric}) in {args.output}")
+
+
+def cmd_search(args):
+    from .common import encode
+    from .retrieve import CodeIndex, precision_at_k
+
+    index = CodeIndex.load(args.index)
+    model = load(index.info["run"])
+    queries = run_data(Path(index.info["run"]), args.query, args.split, args.data_dir or index.info.get("data_dir"), "test")
+    chosen = args.queries if args.queries is not None else list(range(min(5, len(queries))))
+    if any(not 0 <= q < len(queries) for q in chosen):
+        raise DataError(f"query indices must be below {len(queries)}.")
+    _, hits = index.search(encode(model, queries.x[chosen]), args.k)
+    numbers: dict = {"k": args.k, "metric": index.metric, "approximate": index.approximate, "queries": chosen, "neighbours": hits.tolist()}
+    if index.labels is not None and queries.y is not None:
+        everything = encode(model, queries.x)
+        numbers["precision_at_k"] = precision_at_k(index, everything, queries.y.numpy(), args.k)
+        numbers["precision_queries"] = len(everything)
+    if args.output and len(model.input_shape) == 3:
+        collection = run_data(Path(index.info["run"]), index.info["dataset"], index.info["split"], index.info.get("data_dir"), "train")
+        rows = [(f"query {q}", np.concatenate([queries.x[q : q + 1].numpy(), collection.x[row].numpy()])) for q, row in zip(chosen, hits)]
+        image_grid(rows, args.output)
+    _report(index.info["run"], "search", numbers, Path(args.output) if args.output else None)
+
+
+def cmd_report(args):
+    from .report import write_report
+
+    path = write_report(args.run, args.output)
+    print(f"wrote {path}")
+
+
+def _data_args(p: argparse.ArgumentParser, split_help: str) -> None:
+    p.add_argument("run", help="run folder (or saved model)")
+    p.add_argument("--dataset", help="data set name or path (default: the run's own)")
+    p.add_argument("--split", choices=["train", "test", "all"], help=split_help)
+    p.add_argument("--data-dir", help="folder holding data files")
+
+
+def add_commands(commands, sizes, option) -> None:
+    """Add the application sub-commands to the ``aekit`` parser."""
+    p = commands.add_parser("embed", help="2-D map of the codes beside PCA, with trustworthiness and k-NN accuracy", description="Encode a data set, project the codes to 2-D, plot them beside PCA's projection of the inputs.")
+    _data_args(p, "which part (default: test)")
+    p.add_argument("--method", choices=["pca", "tsne", "umap"], default="pca", help="projection of codes with more than 2 units (default: pca)")
+    p.add_argument("--max-points", type=int, default=3000, help="samples drawn for the map (default: 3000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default="embed.png")
+    p.set_defaults(func=cmd_embed)
+
+    p = commands.add_parser("denoise", help="corrupt test data, reconstruct it, report PSNR", description="Corrupt clean data, reconstruct it, write a noisy/denoised/clean grid and the PSNR of both.")
+    _data_args(p, "which part (default: test)")
+    p.add_argument("--noise", default="gaussian:0.5", help="gaussian:SIGMA, masking:FRACTION or salt_and_pepper:FRACTION (default: gaussian:0.5)")
+    p.add_argument("-n", type=int, default=10, help="images in the grid (default: 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default="denoise.png")
+    p.set_defaults(func=cmd_denoise)
+
+    p = commands.add_parser("detect", help="anomaly scores, threshold, predictions, ROC AUC", description="Score every sample (reconstruction error; negative ELBO for a VAE), threshold, and evaluate when labels exist.")
+    _data_args(p, "which part to score (default: test)")
+    p.add_argument("--normal-class", type=int, help="label of the normal class (others are anomalies); by default 0/1 labels are read as 1 = anomaly")
+    p.add_argument("--contamination", type=float, default=0.1, help="share flagged among the reference scores (default: 0.1)")
+    p.add_argument("--percentile", type=float, help="flag scores above this percentile of the reference scores instead")
+    p.add_argument("--reference-split", choices=["train", "test", "all"], help="split whose scores set the threshold (default: the scored data)")
+    p.add_argument("-o", "--output", default="scores.png")
+    p.set_defaults(func=cmd_detect)
+
+    p = commands.add_parser("protocol", help="run an anomaly-detection protocol (MNIST one-class, ODDS)", description="Train and score detectors under a standard protocol: mnist-one-class (train on one digit, test on all) or odds (stratified 60/40 split, several seeds).")
+    p.add_argument("name", choices=["mnist-one-class", "odds"])
+    p.add_argument("--model", default="ae")
+    p.add_argument("--code-size", type=int)
+    p.add_argument("--hidden", type=sizes)
+    p.add_argument("--option", type=option, action="append", metavar="KEY=VALUE")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--digits", type=_ints, default=list(range(10)), help="mnist-one-class: the normal digits to run (default: 0-9)")
+    p.add_argument("--sets", type=lambda t: t.replace(",", " ").split(), default=["cardio", "ionosphere", "letter", "mnist", "pima", "satellite"], help="odds: the sets to run")
+    p.add_argument("--seeds", type=int, default=10, help="odds: seeds (splits) per set (default: 10)")
+    p.add_argument("--data-dir")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("-o", "--output", help="also write the numbers to this JSON file")
+    p.set_defaults(func=cmd_protocol)
+
+    p = commands.add_parser("sample", help="decode samples from the prior (VAE)", description="Decode samples drawn from the prior N(0, I) of a VAE into an image grid.")
+    p.add_argument("run")
+    p.add_argument("-n", type=int, default=64)
+    p.add_argument("--per-row", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default="samples.png")
+    p.set_defaults(func=cmd_sample)
+
+    p = commands.add_parser("interpolate", help="decode a line in code space between two samples", description="Decode points on the straight line between the codes of samples A and B.")
+    _data_args(p, "which part A and B index (default: test)")
+    p.add_argument("a", type=int, help="index of the first sample")
+    p.add_argument("b", type=int, help="index of the second sample")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("-o", "--output", default="interpolation.png")
+    p.set_defaults(func=cmd_interpolate)
+
+    p = commands.add_parser("traverse", help="vary one code unit at a time (latent traversal)", description="Vary each code unit over mean +- span standard deviations around one sample's code; one row per unit.")
+    _data_args(p, "which part (default: test)")
+    p.add_argument("--index", type=int, default=0, help="the sample whose code is traversed")
+    p.add_argument("--dims", type=_ints, help="code units to vary (default: the first 10)")
+    p.add_argument("--span", type=float, default=2.5)
+    p.add_argument("--steps", type=int, default=9)
+    p.add_argument("-o", "--output", default="traversal.png")
+    p.set_defaults(func=cmd_traverse)
+
+    p = commands.add_parser("probe", help="logistic regression on codes vs raw inputs vs PCA", description="Fit logistic regression on the train split's codes, raw inputs and PCA codes of the same size; report test accuracy.")
+    p.add_argument("run")
+    p.add_argument("--dataset", help="labelled data set (default: the run's own)")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_probe)
+
+    p = commands.add_parser("index", help="index a data set's codes for retrieval", description="Encode a collection and save a nearest-neighbour index of its codes (exact, or FAISS IVF for large sets).")
+    _data_args(p, "which part to index (default: train)")
+    p.add_argument("--metric", choices=["cosine", "l2"], default="cosine")
+    p.add_argument("--approximate", choices=["auto", "yes", "no"], default="auto", help="FAISS IVF index: auto = from 50,000 codes on")
+    p.add_argument("-o", "--output", default="index")
+    p.set_defaults(func=cmd_index)
+
+    p = commands.add_parser("search", help="nearest neighbours of queries in an index", description="Find the k nearest indexed samples of query samples; precision@k by label over all queries.")
+    p.add_argument("index", help="folder written by aekit index")
+    p.add_argument("query", nargs="?", help="query data set (default: the run's own)")
+    p.add_argument("--split", choices=["train", "test", "all"], help="which part the queries come from (default: test)")
+    p.add_argument("--data-dir")
+    p.add_argument("--queries", type=_ints, help="query indices shown in the grid (default: 0-4)")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-o", "--output", default="search.png", help="result grid (image data)")
+    p.set_defaults(func=cmd_search)
+
+    p = commands.add_parser("report", help="one self-contained HTML page about a run", description="Write an HTML report (images embedded): curves, reconstructions, latent map, samples, application results.")
+    p.add_argument("run")
+    p.add_argument("-o", "--output", default="report.html")
+    p.set_defaults(func=cmd_report)
+

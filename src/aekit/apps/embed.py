@@ -1,0 +1,92 @@
+"""Reduce to two dimensions and look: the code space beside PCA's projection of the inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE, trustworthiness
+from sklearn.model_selection import cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+from torch import nn
+
+from ..data import Dataset
+from ..errors import ConfigError
+from .common import encode
+
+
+@dataclass
+class Embedding:
+    """2-D maps of the same samples from the autoencoder's code and from PCA of the inputs."""
+
+    autoencoder: np.ndarray  # (n, 2)
+    pca: np.ndarray  # (n, 2)
+    labels: np.ndarray | None
+    trustworthiness: dict[str, float]  # per map: how well 2-D neighbourhoods respect input-space ones
+    knn_accuracy: dict[str, float]  # per map: 5-fold k-NN accuracy on the labels (when there are labels)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {"trustworthiness": self.trustworthiness, "knn_accuracy": self.knn_accuracy}
+
+
+def to_2d(points: np.ndarray, method: str, seed: int) -> np.ndarray:
+    """Project ``points`` to 2-D with ``pca``, ``tsne`` or ``umap`` (points already 2-D are kept)."""
+    if points.shape[1] <= 2:
+        return np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
+    if method == "pca":
+        return PCA(2, random_state=seed).fit_transform(points)
+    if method == "tsne":
+        return TSNE(2, random_state=seed, init="pca").fit_transform(points)
+    if method == "umap":
+        try:
+            import umap
+        except ImportError:
+            raise ConfigError("method='umap' needs the umap-learn package (pip install umap-learn); or use 'pca' or 'tsne'.") from None
+        return umap.UMAP(random_state=seed).fit_transform(points)
+    raise ConfigError(f"unknown projection {method!r}; use 'pca', 'tsne' or 'umap'.")
+
+
+def embed(model: nn.Module, data: Dataset, method: str = "pca", n_neighbors: int = 5, max_points: int = 3000, seed: int = 0) -> Embedding:
+    """Encode ``data`` (at most ``max_points`` samples, drawn with ``seed``), map codes to 2-D, compare with PCA.
+
+    Trustworthiness (Venna & Kaski 2001, scikit-learn) is computed against the
+    raw inputs with ``n_neighbors``; the k-NN accuracy is a 5-fold
+    cross-validated ``KNeighborsClassifier(n_neighbors)`` in each 2-D map.
+    """
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(data), size=min(max_points, len(data)), replace=False))
+    x = data.x[keep]
+    raw = x.flatten(1).numpy()
+    labels = data.y[keep].numpy() if data.y is not None else None
+    maps = {"autoencoder": to_2d(encode(model, x), method, seed), "pca": PCA(2, random_state=seed).fit_transform(raw)}
+    trust = {name: float(trustworthiness(raw, points, n_neighbors=n_neighbors)) for name, points in maps.items()}
+    knn = {}
+    if labels is not None and len(np.unique(labels)) > 1:
+        folds = min(5, int(np.bincount(labels).min()) if labels.min() >= 0 else 5)
+        if folds >= 2:
+            knn = {name: float(cross_val_score(KNeighborsClassifier(n_neighbors), points, labels, cv=folds).mean()) for name, points in maps.items()}
+    return Embedding(maps["autoencoder"], maps["pca"], labels, trust, knn)
+
+
+def plot_embedding(embedding: Embedding, path, title: str = ""):
+    """Two scatter plots side by side, coloured by label."""
+    import matplotlib.pyplot as plt
+
+    from ..plotting import save_figure
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5), layout="constrained")
+    for ax, (name, points) in zip(axes, (("autoencoder code", embedding.autoencoder), ("PCA of the inputs", embedding.pca))):
+        key = "autoencoder" if name.startswith("auto") else "pca"
+        scatter = ax.scatter(points[:, 0], points[:, 1], c=embedding.labels if embedding.labels is not None else "tab:blue", cmap="tab10", s=4, alpha=0.8)
+        numbers = f"trustworthiness {embedding.trustworthiness[key]:.3f}"
+        if key in embedding.knn_accuracy:
+            numbers += f", k-NN accuracy {embedding.knn_accuracy[key]:.3f}"
+        ax.set_title(f"{name}\n{numbers}", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if embedding.labels is not None:
+        fig.colorbar(scatter, ax=axes, fraction=0.03)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
