@@ -86,7 +86,7 @@ def plot_embedding(embedding: Embedding, path, title: str = ""):
         ax.set_xticks([])
         ax.set_yticks([])
     if embedding.labels is not None:
-        fig.colorbar(scatter, ax=axes, fraction=0.03)
+        fig.colorbar(scatter, ax=list(axes), shrink=0.8)
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
