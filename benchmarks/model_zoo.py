@@ -36,6 +36,7 @@ VARIANTS = {  # name -> (registered model, options, trainer settings)
     "denoising (gaussian 0.3)": ("denoising", {**MLP, "noise": "gaussian:0.3"}, {}),
     "denoising (masking 0.25)": ("denoising", {**MLP, "noise": "masking:0.25"}, {}),
     "contractive (deep, exact Jacobian)": ("contractive", {**MLP, "weight": 0.01}, {}),
+    "contractive (deep, Hutchinson estimate, 1 probe)": ("contractive", {**MLP, "weight": 0.01, "jacobian": "estimate"}, {}),
     "contractive (1 sigmoid layer, closed form)": ("contractive", {"code_size": 32, "hidden": (), "code_activation": "sigmoid", "weight": 0.01}, {}),
     "ae (1 sigmoid layer, same as above)": ("ae", {"code_size": 32, "hidden": (), "code_activation": "sigmoid"}, {}),
     "vae (bernoulli)": ("vae", MLP, {}),

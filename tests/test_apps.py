@@ -190,6 +190,13 @@ def test_application_commands_end_to_end(tmp_path, capsys):
     assert main(["interpolate", str(run), "0", "100000"]) == 2
 
 
+def test_sample_command_on_a_vae(tmp_path, capsys):
+    run = tmp_path / "vae"
+    assert main(["train", "--model", "vae", "--epochs", "2", "--code-size", "3", "--hidden", "16", "--no-progress", "--out", str(run)]) == 0
+    assert main(["sample", str(run), "-n", "12", "--per-row", "6", "-o", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG" and (run / "results" / "sample.png").exists()
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 

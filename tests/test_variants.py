@@ -197,6 +197,21 @@ def test_contractive_penalty_equals_per_sample_autograd_jacobian(options):
     assert out.losses["contractive"].item() == pytest.approx(0.5 * torch.stack(brute).mean().item())
 
 
+def test_hutchinson_estimate_is_unbiased_for_the_exact_penalty():
+    model = aekit.get_model("contractive", input_shape=(9,), code_size=4, hidden=(7,), activation="tanh", jacobian="estimate", probes=1).double()
+    x = torch.rand(5, 9, dtype=torch.double)
+    exact = torch.stack([jacobian(lambda s: model.encoder(s.unsqueeze(0)).squeeze(0), sample).pow(2).sum() for sample in x])
+    torch.manual_seed(0)
+    estimates = torch.stack([model.jacobian_penalty(x, None) for _ in range(4000)])  # (draws, samples)
+    standard_error = estimates.std(0) / math.sqrt(len(estimates))
+    assert ((estimates.mean(0) - exact).abs() < 4 * standard_error).all()
+    out = model.train()(x)
+    out.loss.backward()
+    assert model.encoder[1].weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="jacobian"):
+        aekit.get_model("contractive", input_shape=(4,), code_size=2, jacobian="approx")
+
+
 def test_contractive_penalty_on_images():
     model = aekit.get_model("contractive", input_shape=(1, 4, 4), code_size=2, hidden=(5,)).double()
     x = torch.rand(3, 1, 4, 4, dtype=torch.double)

@@ -153,6 +153,24 @@ def jacobian_frobenius_sq(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     return jacobians.pow(2).flatten(1).sum(1)
 
 
+def jacobian_frobenius_sq_estimate(f: Callable[[Tensor], Tensor], x: Tensor, probes: int = 1) -> Tensor:
+    """An unbiased estimate of ``||d f(x) / d x||_F^2`` per sample from ``probes`` random projections.
+
+    Hutchinson's trick: for ``v ~ N(0, I)`` over the outputs,
+    ``E ||v^T J||^2 = tr(J J^T) = ||J||_F^2``. Each probe costs one
+    vector-Jacobian product instead of one per output unit. ``f`` must treat
+    samples independently.
+    """
+    x = x.detach().requires_grad_(True)
+    z = f(x)
+    total = torch.zeros(len(x), dtype=z.dtype, device=z.device)
+    for _ in range(probes):
+        v = torch.randn_like(z)
+        (vjp,) = torch.autograd.grad(z, x, grad_outputs=v, create_graph=True)
+        total = total + vjp.pow(2).flatten(1).sum(1)
+    return total / probes
+
+
 # -- image quality -------------------------------------------------------------------------------
 
 

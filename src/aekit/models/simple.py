@@ -10,9 +10,9 @@ from torch import Tensor, nn
 
 from ..corruption import corrupt, parse_corruption
 from ..errors import ConfigError
-from ..losses import contractive_penalty_sigmoid, jacobian_frobenius_sq, kl_bernoulli, l1_penalty
+from ..losses import contractive_penalty_sigmoid, jacobian_frobenius_sq, jacobian_frobenius_sq_estimate, kl_bernoulli, l1_penalty
 from ..registry import register_model
-from .base import Autoencoder, check_range
+from .base import Autoencoder, check_range, positive_int
 from .layers import activation as make_activation
 
 
@@ -86,17 +86,24 @@ class SparseAutoencoder(Autoencoder):
 class ContractiveAutoencoder(Autoencoder):
     """Adds ``weight * ||J_f(x)||_F^2``, the encoder Jacobian's squared Frobenius norm (Rifai et al. 2011)."""
 
-    def __init__(self, weight: float = 0.1, **options: Any) -> None:
+    def __init__(self, weight: float = 0.1, jacobian: str = "exact", probes: int = 1, **options: Any) -> None:
         super().__init__(**options)
+        if jacobian not in ("exact", "estimate"):
+            raise ConfigError(f"jacobian must be 'exact' or 'estimate' (Hutchinson, cheaper), got {jacobian!r}.")
         self.weight = check_range("weight", weight, 0)
+        self.jacobian, self.probes = jacobian, positive_int("probes", probes)
 
     def regularizers(self, x: Tensor, z: Tensor) -> dict[str, Tensor]:
         return {"contractive": self.weight * self.jacobian_penalty(x, z).mean()}
 
     def jacobian_penalty(self, x: Tensor, z: Tensor) -> Tensor:
-        """``||J_f(x)||_F^2`` per sample: closed form for one sigmoid layer, exact and batched otherwise."""
+        """``||J_f(x)||_F^2`` per sample: closed form for one sigmoid layer; otherwise exact and batched
+        (one vector-Jacobian product per code unit) or, with ``jacobian="estimate"``, Hutchinson's
+        unbiased estimate from ``probes`` products."""
         if not self.hidden and self.code_activation == "sigmoid":
             return contractive_penalty_sigmoid(z, self.encoder[1].weight)
+        if self.jacobian == "estimate":
+            return jacobian_frobenius_sq_estimate(self.encoder, x, self.probes)
         return jacobian_frobenius_sq(self.encoder, x)
 
 
