@@ -208,6 +208,8 @@ def test_hutchinson_estimate_is_unbiased_for_the_exact_penalty():
     out = model.train()(x)
     out.loss.backward()
     assert model.encoder[1].weight.grad.abs().sum() > 0
+    history = aekit.fit(model.float(), torch.rand(40, 9), epochs=2, val_fraction=0.25, progress=False)  # validation runs under no_grad
+    assert np.isfinite(history[-1]["val_contractive"])
     with pytest.raises(ConfigError, match="jacobian"):
         aekit.get_model("contractive", input_shape=(4,), code_size=2, jacobian="approx")
 

@@ -161,14 +161,16 @@ def jacobian_frobenius_sq_estimate(f: Callable[[Tensor], Tensor], x: Tensor, pro
     vector-Jacobian product instead of one per output unit. ``f`` must treat
     samples independently.
     """
-    x = x.detach().requires_grad_(True)
-    z = f(x)
-    total = torch.zeros(len(x), dtype=z.dtype, device=z.device)
-    for _ in range(probes):
-        v = torch.randn_like(z)
-        (vjp,) = torch.autograd.grad(z, x, grad_outputs=v, create_graph=True)
-        total = total + vjp.pow(2).flatten(1).sum(1)
-    return total / probes
+    differentiable = torch.is_grad_enabled()  # under no_grad (evaluation) the estimate is only a number
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        z = f(x)
+        total = torch.zeros(len(x), dtype=z.dtype, device=z.device)
+        for _ in range(probes):
+            v = torch.randn_like(z)
+            (vjp,) = torch.autograd.grad(z, x, grad_outputs=v, create_graph=differentiable)
+            total = total + vjp.pow(2).flatten(1).sum(1)
+    return total / probes if differentiable else (total / probes).detach()
 
 
 # -- image quality -------------------------------------------------------------------------------
