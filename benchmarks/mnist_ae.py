@@ -11,16 +11,14 @@ Writes benchmarks/results/mnist_ae.md (or mnist_ae_quick.md).
 from __future__ import annotations
 
 import argparse
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.decomposition import PCA
 
 import aekit
-from common import DATA_DIR, ROOT, test_error
+from common import DATA_DIR, machine, test_error, write
+
 REFERENCE = {"autoencoder (Hinton & Salakhutdinov 2006)": 3.00, "logistic PCA (ibid.)": 8.01, "PCA (ibid.)": 13.87}
 
 
@@ -65,15 +63,11 @@ def main() -> None:
         f"| PCA, 30 components (scikit-learn, same split, live) | {pca_err:.2f} | - | {pca_seconds:.1f} s |",
         *(f"| {k} (published) | {v:.2f} | - | - |" for k, v in REFERENCE.items()),
         "",
-        f"Final training loss {history[-1]['train_loss']:.3f}. Machine: {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}.",
+        f"Final training loss {history[-1]['train_loss']:.3f}. Machine: {machine()}.",
         "",
         "Command: `python benchmarks/mnist_ae.py" + (" --quick" if args.quick else f" --epochs {epochs}") + "`",
-        "",
     ]
-    (ROOT / "results").mkdir(exist_ok=True)
-    (ROOT / "results" / name).write_text("\n".join(lines))
-    print("\n".join(lines))
+    write(name, lines)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 import aekit
 from aekit.apps import CodeIndex, anomaly_scores, denoise, detect, embed, interpolate, precision_at_k, probe, sample, traversal
-from aekit.apps.common import encode
 from aekit.cli import main
 from aekit.errors import ConfigError
 
