@@ -182,3 +182,11 @@ def test_skip_policy_skips_a_non_finite_batch_and_halves_the_learning_rate(capsy
     assert all(torch.isfinite(p).all() for p in model.parameters())
     with pytest.raises(TrainingError, match="on_nonfinite='skip'"):
         aekit.fit(model, x, epochs=1, batch_size=8, val_fraction=0, progress=False)
+
+
+def test_resume_removes_temporary_files_left_by_a_killed_write(tmp_path):
+    data = aekit.load_dataset("digits")
+    aekit.fit(digits_model(), data, epochs=1, out=tmp_path / "run", progress=False)
+    (tmp_path / "run" / ".resume.safetensors.abc123.tmp").write_bytes(b"half a checkpoint")
+    aekit.fit(digits_model(), data, epochs=2, out=tmp_path / "run", resume=True, progress=False)
+    assert not list((tmp_path / "run").glob("*.tmp")) and not list((tmp_path / "run").glob(".*.tmp"))

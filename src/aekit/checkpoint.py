@@ -55,6 +55,14 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         os.close(dir_fd)
 
 
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete temporary files that a write killed mid-way left behind (the real files are intact)."""
+    stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()] if Path(folder).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
         return [_jsonable(v) for v in value]

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..checkpoint import CONFIG, WEIGHTS, atomic_write, model_config, read_tensors, weights_bytes
+from ..checkpoint import CONFIG, WEIGHTS, atomic_write, model_config, read_tensors, remove_stale_temporaries, weights_bytes
 from ..data import Dataset, check_finite
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError, suggest
 from .history import History
@@ -176,6 +176,7 @@ class Trainer:
         torch.manual_seed(self.seed)
         history, start, best, since_best = History(), 0, math.inf, 0
         if run is not None:
+            remove_stale_temporaries(run)  # left by a process killed while writing
             atomic_write(run / CONFIG, json.dumps(model_config(model), indent=2))
             atomic_write(run / TRAINER, json.dumps(dataclasses.asdict(self), indent=2))
             if resume and (run / RESUME).exists():
