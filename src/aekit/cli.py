@@ -11,10 +11,9 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-import torch
 
 from . import __version__
 from .checkpoint import CONFIG, atomic_write, load, read_json
@@ -23,6 +22,7 @@ from .runs import DATA, run_data
 from .errors import AekitError, ConfigError, DataError
 from .losses import squared_error
 from .apps.cli import add_commands as add_app_commands
+from .apps.common import encode, reconstruct
 from .registry import get_model, list_models, model_class
 from .training import Trainer, evaluate_losses, seed_everything
 from .training.trainer import TRAINER, ensure_new_run
@@ -69,11 +69,6 @@ def _write_array(path: Path, **arrays: np.ndarray) -> None:
     else:
         np.save(buffer, next(iter(arrays.values())))
     atomic_write(path, buffer.getvalue())
-
-
-@torch.no_grad()
-def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -138,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     model = load(args.run, device="cpu")
     data = _run_data(Path(args.run), args, "test")
-    x_hat = _batched(lambda b: model(b).x_hat, data.x)
+    x_hat = reconstruct(model, data.x)
     per_sample = squared_error(x_hat, data.x)
     result = {
         "dataset": data.name,
@@ -162,7 +157,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_encode(args: argparse.Namespace) -> None:
     model = load(args.run, device="cpu")
     data = _run_data(Path(args.run), args, "all")
-    codes = _batched(model.encode, data.x).numpy()
+    codes = encode(model, data.x)
     out = Path(args.output)
     arrays = {"z": codes} if data.y is None or out.suffix != ".npz" else {"z": codes, "y": data.y.numpy()}
     _write_array(out, **arrays)
@@ -181,7 +176,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
         reconstruction_grid(model, data.x[: args.n], out)
         print(f"wrote a grid of {min(args.n, len(data))} inputs and reconstructions to {out}")
     elif out.suffix in (".npy", ".npz"):
-        x_hat = _batched(lambda b: model(b).x_hat, data.x).numpy()
+        x_hat = reconstruct(model, data.x).numpy()
         _write_array(out, x_hat=x_hat)
         print(f"wrote {len(x_hat)} reconstructions to {out}")
     else:

@@ -19,13 +19,13 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Outlier
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .apps.common import batched
 from .checkpoint import atomic_write, load, read_json, save
 from .errors import CheckpointError, ConfigError
 from .registry import get_model, model_class
 from .training import History, Trainer
 
 ESTIMATOR = "estimator.json"
-_BATCH = 4096
 
 
 class _AutoencoderEstimator(BaseEstimator):
@@ -105,9 +105,8 @@ class _AutoencoderEstimator(BaseEstimator):
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return torch.from_numpy(np.asarray(X, dtype=np.float32))
 
-    @torch.no_grad()
     def _batched(self, fn, x: torch.Tensor) -> np.ndarray:
-        return torch.cat([fn(x[i : i + _BATCH]) for i in range(0, len(x), _BATCH)]).double().numpy()
+        return batched(fn, x).double().numpy()
 
     def _reconstruction_error(self, x: torch.Tensor) -> np.ndarray:
         """Squared error per sample, summed over features."""
