@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 
 from ..checkpoint import atomic_write, load, read_json
-
-RESULTS = "results"  # a run's sub-folder where application commands leave their numbers and pictures
+from ..runs import RESULTS
 
 
 def _img(path_or_bytes: Path | bytes, alt: str, element_id: str) -> str:
@@ -47,8 +46,8 @@ def training_curves(metrics: Path) -> bytes | None:
 def _table(numbers: dict) -> str:
     rows = []
     for key, value in numbers.items():
-        shown = json.dumps(value) if isinstance(value, (dict, list)) else (f"{value:.4g}" if isinstance(value, float) else html.escape(str(value)))
-        rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(shown) if isinstance(value, (dict, list)) else shown}</td></tr>")
+        shown = json.dumps(value) if isinstance(value, (dict, list)) else (f"{value:.4g}" if isinstance(value, float) else str(value))
+        rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(shown)}</td></tr>")
     return "<table>" + "".join(rows) + "</table>"
 
 

@@ -16,6 +16,8 @@ TRAIN_FRACTION = 0.8
 #: The seed of that fixed split, so "train" and "test" never overlap across calls.
 SPLIT_SEED = 0
 SPLITS = ("train", "test", "all")
+#: The most DEFLATE can expand data (about 1032:1): a compressed file claiming more is forged or corrupt.
+MAX_EXPANSION = 1100
 
 
 @dataclass(frozen=True)

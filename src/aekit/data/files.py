@@ -11,7 +11,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import DataError
-from .dataset import RawData
+from .dataset import MAX_EXPANSION, RawData
 from .matfile import read_mat_arrays
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -33,10 +33,6 @@ def _array_as_raw(x: np.ndarray, y: np.ndarray | None, path: Path) -> RawData:
     x = _numeric(x, path)
     # 8-bit arrays are images; everything else is tabular and gets min-max scaling.
     return RawData(x, y, pixel_max=255.0 if x.dtype == np.uint8 else None)
-
-
-#: The most DEFLATE can expand data (about 1032:1): a compressed member claiming more is forged.
-MAX_EXPANSION = 1100
 
 
 def check_npy_header(f: BinaryIO, available: int, what: str) -> None:
@@ -80,9 +76,9 @@ def read_npz(path: Path) -> RawData:
                     check_npy_header(f, member.file_size, f"{path} ({member.filename})")
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
+    except DataError:
+        raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
-        if isinstance(exc, DataError):
-            raise
         raise DataError(f"{path} is not a readable .npz archive ({exc}).") from None
     x_key = next((k for k in _X_KEYS if k in arrays), None)
     if x_key is None and len(arrays) == 1:

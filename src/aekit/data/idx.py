@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .dataset import MAX_EXPANSION
 
 #: IDX type byte -> numpy dtype (big-endian where it matters).
 IDX_DTYPES = {
@@ -29,8 +30,6 @@ IDX_DTYPES = {
 }
 
 _GZIP_MAGIC = b"\x1f\x8b"
-#: The most DEFLATE can expand data (about 1032:1).
-MAX_EXPANSION = 1100
 
 
 def read_idx(path: str | Path) -> np.ndarray:

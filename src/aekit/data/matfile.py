@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .dataset import MAX_EXPANSION
 
 MI_TYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 9: "f8", 12: "i8", 13: "u8"}
 MI_INT8, MI_INT32, MI_UINT32, MI_MATRIX, MI_COMPRESSED = 1, 5, 6, 14, 15
 NUMERIC_CLASSES = set(range(6, 16))  # double, single, int8 ... uint64
 COMPLEX_FLAG = 0x0800
-#: The most DEFLATE can expand data (about 1032:1).
-MAX_EXPANSION = 1100
 
 
 def read_mat_arrays(path: Path) -> dict[str, np.ndarray]:
