@@ -2,6 +2,7 @@
 
 from .checkpoint import load, save
 from .data import Dataset, load_dataset
+from .data.stream import StreamedDataset, open_stream
 from .errors import AekitError, CheckpointError, ConfigError, DataError, DownloadError, TrainingError
 from .models import AEOutput, Autoencoder
 from .registry import get_model, list_models, register_model
@@ -19,6 +20,7 @@ __all__ = [
     "Dataset",
     "DownloadError",
     "History",
+    "StreamedDataset",
     "Trainer",
     "TrainingError",
     "fit",
@@ -26,6 +28,7 @@ __all__ = [
     "list_models",
     "load",
     "load_dataset",
+    "open_stream",
     "register_model",
     "save",
     "seed_everything",

@@ -24,7 +24,9 @@ from .losses import squared_error
 from .apps.cli import add_commands as add_app_commands
 from .apps.common import encode, reconstruct
 from .registry import get_model, list_models, model_class
+from .data.stream import open_stream
 from .training import Trainer, evaluate_losses, seed_everything
+from .training.distributed import finish, rank_and_world
 from .training.trainer import TRAINER, ensure_new_run
 
 
@@ -75,6 +77,10 @@ def _write_array(path: Path, **arrays: np.ndarray) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    rank, world = rank_and_world()
+    is_main = rank == 0
+    if world > 1 and not (args.out or args.resume):
+        raise ConfigError(f"with {world} processes, name the run folder with --out, so that every process writes to the same one.")
     if args.resume:
         run = Path(args.resume)
         config = read_json(run / CONFIG, "not a training run (no config.json)")
@@ -84,14 +90,18 @@ def cmd_train(args: argparse.Namespace) -> None:
                 settings[key] = getattr(args, key)
         settings["progress"] = not args.no_progress
         trainer = Trainer.from_settings(settings, run / TRAINER)
-        data = _run_data(run, argparse.Namespace(dataset=None, data_dir=args.data_dir, split=None), "train")
+        data = run_data(run, None, None, args.data_dir, "train", stream=True)
         seed_everything(trainer.seed)  # a run killed before its first checkpoint restarts from the same weights
         model = get_model(config["model"], **config["options"])
         trainer.fit(model, data, out=run, resume=True)
-        print(f"resumed and finished {run}")
+        if is_main:
+            print(f"resumed and finished {run}")
         return
 
-    data = load_dataset(args.dataset, split=args.split or "train", data_dir=args.data_dir, label_column=args.label_column)
+    if args.stream:
+        data = open_stream(args.dataset, split=args.split or "train")
+    else:
+        data = load_dataset(args.dataset, split=args.split or "train", data_dir=args.data_dir, label_column=args.label_column)
     options = dict(args.option or [])
     for key in ("code_size", "hidden", "activation", "output_activation", "loss"):
         if getattr(args, key) is not None:
@@ -99,6 +109,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     model_class(args.model)  # an unknown model name fails before anything is written
     run = Path(args.out) if args.out else _free_run_dir(args.model, args.dataset)
     trainer = Trainer(
+        schedule=args.schedule,
+        precision=args.precision,
+        compile=args.compile,
         epochs=Trainer.epochs if args.epochs is None else args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -121,10 +134,14 @@ def cmd_train(args: argparse.Namespace) -> None:
         "data_dir": str(Path(args.data_dir).resolve()) if args.data_dir else None,
         "label_column": args.label_column,
         "scaling": data.scaling.to_json() if data.scaling else None,
+        "stream": args.stream,
     }
     ensure_new_run(run)
-    atomic_write(run / DATA, json.dumps(spec, indent=2))  # first, so that a killed run can be resumed
+    if is_main:
+        atomic_write(run / DATA, json.dumps(spec, indent=2))  # first, so that a killed run can be resumed
     history = trainer.fit(model, data, out=run)
+    if not is_main:
+        return
     last = history[-1]
     losses = " ".join(f"{k}={last[k]:.4f}" for k in ("train_loss", "val_loss") if k in last)
     print(f"trained {args.model} on {data.name} ({len(data)} samples) for {len(history)} epochs: {losses}; run folder: {run}")
@@ -219,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=128, help="samples per step (default: 128)")
     train.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
     train.add_argument("--optimizer", default="adam", help="adam, adamw or sgd (momentum 0.9) (default: adam)")
+    train.add_argument("--schedule", default="constant", choices=["constant", "cosine"], help="learning rate: constant (default) or cosine decay to 0")
+    train.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="fp32 (default), or mixed precision: bf16 (CPU or GPU), fp16 (GPU)")
+    train.add_argument("--compile", action="store_true", help="train through torch.compile (slower start, faster steps)")
+    train.add_argument("--stream", action="store_true", help="read DATA (a .npy file or a folder of .npy shards) from disk in batches instead of loading it")
     train.add_argument("--pretrain-epochs", type=int, default=Trainer.pretrain_epochs, help="greedy layer-wise pretraining epochs per layer, for --model stacked (default: 5)")
     train.add_argument("--binarize", action="store_true", help="dynamic binarisation: draw binary data ~ Bernoulli(x) for every batch")
     train.add_argument("--on-nonfinite", choices=["stop", "skip"], default="stop", help="a NaN/inf loss stops the run (default) or skips the batch and halves the learning rate")
@@ -267,11 +288,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except AekitError as exc:
+        finish()
         print(f"aekit: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("aekit: interrupted; a training run can be continued with: aekit train --resume RUN", file=sys.stderr)
         return 130
+    finish()
     return 0
 
 

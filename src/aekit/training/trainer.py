@@ -23,14 +23,22 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import CONFIG, WEIGHTS, atomic_write, model_config, read_tensors, remove_stale_temporaries, weights_bytes
 from ..data import Dataset, check_finite
+from ..data.stream import StreamedDataset
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError, suggest
+from .distributed import Workers, local_device, workers
 from .history import History
+from .samples import InMemory, OnDisk
 from .state import RESUME, load_state, save_state
 
-OPTIMIZERS = {
-    "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
-    "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
+OPTIMIZERS = {  # Adam's fused kernel updates every parameter in one pass, on the CPU and on GPUs
+    "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd, fused=True),
+    "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd, fused=True),
     "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=0.9),
+}
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+SCHEDULES = {  # learning-rate factor as a function of training progress in [0, 1)
+    "constant": lambda progress: 1.0,
+    "cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)),
 }
 LAST = "last.safetensors"
 METRICS = "metrics.csv"
@@ -96,6 +104,7 @@ class Trainer:
     lr: float = 1e-3  # learning rate
     weight_decay: float = 0.0  # L2 penalty of the optimiser
     optimizer: str = "adam"  # adam | adamw | sgd (momentum 0.9)
+    schedule: str = "constant"  # learning rate: constant, or cosine decay to 0 over all steps
     val_fraction: float = 0.1  # share of the data held out for validation when no val_data is given
     patience: int | None = None  # stop after this many epochs without a better validation loss; None: never
     restore_best: bool = True  # end with the weights of the best epoch, not the last
@@ -103,6 +112,8 @@ class Trainer:
     binarize: bool = False  # draw binary data ~ Bernoulli(x) afresh for every batch (dynamic binarisation)
     on_nonfinite: str = "stop"  # a NaN/inf loss: "stop" with a clear error, or "skip" the batch and halve the learning rate
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32, or mixed precision: bf16 (CPU or GPU) | fp16 (GPU, with loss scaling)
+    compile: bool = False  # train through torch.compile(model): slower start, faster steps
     seed: int = 0  # seeds shuffling, the validation split and any noise a model draws
     progress: bool = True  # show a progress bar
 
@@ -123,6 +134,10 @@ class Trainer:
             raise ConfigError(f"pretrain_epochs must be a non-negative integer, got {self.pretrain_epochs!r}.")
         if self.on_nonfinite not in ("stop", "skip"):
             raise ConfigError(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}.")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}.{suggest(self.schedule, SCHEDULES)} Choose one of: {', '.join(SCHEDULES)}.")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}.{suggest(self.precision, PRECISIONS)} Choose one of: {', '.join(PRECISIONS)}.")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}.{suggest(self.optimizer, OPTIMIZERS)} Choose one of: {', '.join(OPTIMIZERS)}.")
 
@@ -165,42 +180,59 @@ class Trainer:
             Continue the run saved in ``out`` from its last finished epoch.
         """
         device = resolve_device(self.device)
+        if self.precision == "fp16" and device.type != "cuda":
+            raise ConfigError("precision 'fp16' needs a CUDA GPU (its loss scaling is a GPU feature); use 'bf16' on the CPU.")
+        device = local_device(device)
+        team = workers(device)
+        if team.distributed and self.on_nonfinite == "skip":
+            raise ConfigError("on_nonfinite='skip' works in one process only; with several, use 'stop' and resume from the last checkpoint.")
         run = Path(out) if out is not None else None
         if run is not None and not resume:
             ensure_new_run(run)
-        x_train, x_val = self._split(model, data, val_data, device)
+        train_data, val_data_ = self._split(model, data, val_data, device)
+        if self.pretrain_epochs and hasattr(model, "layerwise_stages") and not isinstance(train_data, InMemory):
+            raise ConfigError("layer-wise pretraining needs the data in memory; stream it with pretrain_epochs=0, or load it.")
 
         model.to(device).train()
         optimizer = OPTIMIZERS[self.optimizer](model.parameters(), self.lr, self.weight_decay)
+        scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         shuffle = torch.Generator().manual_seed(self.seed + 1)
-        torch.manual_seed(self.seed)
+        torch.manual_seed(self.seed + team.rank)  # the noise models draw differs between processes
         history, start, best, since_best = History(), 0, math.inf, 0
-        if run is not None:
+        writes = run is not None and team.is_main  # only rank 0 writes
+        if writes:
             remove_stale_temporaries(run)  # left by a process killed while writing
             atomic_write(run / CONFIG, json.dumps(model_config(model), indent=2))
             atomic_write(run / TRAINER, json.dumps(dataclasses.asdict(self), indent=2))
-            if resume and (run / RESUME).exists():
-                info = load_state(run / RESUME, model, optimizer, shuffle)
-                history = History(info["records"], info["best_epoch"])
-                start, best, since_best = info["epoch"], info["best"], info["since_best"]
+        if run is not None and resume and (run / RESUME).exists():
+            info = load_state(run / RESUME, model, optimizer, shuffle)
+            history = History(info["records"], info["best_epoch"])
+            start, best, since_best = info["epoch"], info["best"], info["since_best"]
+            if "grad_scale" in info:
+                scaler.update(info["grad_scale"])
+            if team.rank:  # the state holds rank 0's generator; the others draw their own noise
+                torch.manual_seed((self.seed + team.rank) * 100_003 + start)
+        for group in optimizer.param_groups:  # the schedule scales base_lr; skipped batches halve it
+            group.setdefault("base_lr", group["lr"])
 
         if start == 0 and self.pretrain_epochs and hasattr(model, "layerwise_stages"):
-            self._pretrain(model, x_train)
+            self._pretrain(model, train_data.x)
         best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if start and (run / WEIGHTS).exists():
             best_weights = {k: v.to(device) for k, v in read_tensors(run / WEIGHTS).items()}
-        n_batches = math.ceil(len(x_train) / self.batch_size)
+        forward = self._forward(model, team, device)
+        n_batches = math.ceil(len(train_data) / self.batch_size)
         # A finite-check syncs a GPU, so there it runs every 25 steps, unless bad batches are to be skipped.
         check_every = 1 if device.type == "cpu" or self.on_nonfinite == "skip" else 25
-        bar = tqdm(total=self.epochs * n_batches, initial=start * n_batches, disable=not self.progress, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=self.epochs * n_batches, initial=start * n_batches, disable=not (self.progress and team.is_main), unit="step", dynamic_ncols=True)
         try:
             for epoch in range(start + 1, self.epochs + 1):
                 began = time.perf_counter()
                 bar.set_description(f"epoch {epoch}/{self.epochs}")
-                train = self._train_epoch(model, optimizer, x_train, shuffle, epoch, check_every, bar, run)
+                train = self._train_epoch(model, forward, optimizer, scaler, train_data, shuffle, epoch, check_every, team, bar, run)
                 record: dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()}}
-                if len(x_val):
-                    record.update({f"val_{k}": v for k, v in evaluate_losses(model, x_val).items()})
+                if len(val_data_):
+                    record.update({f"val_{k}": v for k, v in self._evaluate(model, val_data_, team).items()})
                 record["lr"] = optimizer.param_groups[0]["lr"]
                 record["seconds"] = round(time.perf_counter() - began, 4)
                 history.records.append(record)
@@ -213,8 +245,11 @@ class Trainer:
                 else:
                     since_best += 1
                 bar.set_postfix_str(" ".join(f"{k}={record[k]:.4g}" for k in ("train_loss", "val_loss") if k in record))
-                if run is not None:
-                    self._checkpoint(run, model, optimizer, shuffle, history, epoch, best, since_best, improved)
+                if writes:
+                    info = {"epoch": epoch, "best": best, "since_best": since_best, "best_epoch": history.best_epoch, "records": history.records}
+                    if scaler.is_enabled():
+                        info["grad_scale"] = scaler.get_scale()
+                    self._checkpoint(run, model, optimizer, shuffle, history, info, improved)
                 if self.patience is not None and since_best >= self.patience:
                     history.stopped_early = epoch < self.epochs
                     break
@@ -224,32 +259,66 @@ class Trainer:
         if self.restore_best and history.best_epoch:
             model.load_state_dict(best_weights)
         model.eval()
-        if run is not None and len(getattr(model, "input_shape", ())) == 3:
+        if writes and len(getattr(model, "input_shape", ())) == 3:
             from ..plotting import reconstruction_grid
 
-            reconstruction_grid(model, (x_val if len(x_val) else x_train)[:8], run / "reconstructions.png")
+            shown = val_data_ if len(val_data_) else train_data
+            reconstruction_grid(model, shown.batch(torch.arange(min(8, len(shown)))), run / "reconstructions.png")
         return history
 
-    def _split(self, model: nn.Module, data, val_data, device: torch.device) -> tuple[Tensor, Tensor]:
+    def _forward(self, model: nn.Module, team: Workers, device: torch.device):
+        """What a training step calls: the model, wrapped for several processes, compiled on request."""
+        forward = model
+        if team.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if self.compile:
+            forward = torch.compile(forward)
+        return forward
+
+    def _split(self, model: nn.Module, data, val_data, device: torch.device) -> tuple[InMemory | OnDisk, InMemory | OnDisk]:
         """Check the data against the model and split off the validation samples (seeded)."""
+        if isinstance(data, StreamedDataset):
+            return self._split_stream(model, data, val_data, device)
         x = as_samples(data)
         model.as_batch(x[:1])  # a wrong sample shape fails here, clearly, before any work
-        in_unit_interval = bool(x.min() >= 0 and x.max() <= 1)
+        self._check_range(model, float(x.min()), float(x.max()))
+        if val_data is not None:
+            return InMemory(x.to(device)), InMemory(as_samples(val_data, "val_data").to(device))
+        n_val = self._n_val(len(x))
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))
+        return InMemory(x[order[n_val:]].to(device)), InMemory(x[order[:n_val]].to(device))
+
+    def _split_stream(self, model: nn.Module, data: StreamedDataset, val_data, device: torch.device) -> tuple[OnDisk, OnDisk]:
+        """The same split for data read from disk: positions, not samples, are divided."""
+        model.as_batch(data.read(np.arange(1)))
+        if data.dtype == np.uint8 or data.scaling is not None:  # values in [0, 1] on the training rows
+            self._check_range(model, 0.0, 1.0)
+        if val_data is not None:
+            if not isinstance(val_data, StreamedDataset):
+                raise DataError("with streamed training data, give streamed val_data too (aekit.open_stream).")
+            return OnDisk(data, np.arange(len(data)), device), OnDisk(val_data, np.arange(len(val_data)), device)
+        n_val = self._n_val(len(data))
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed)).numpy()
+        return OnDisk(data, order[n_val:], device), OnDisk(data, order[:n_val], device)
+
+    def _n_val(self, n: int) -> int:
+        n_val = int(round(self.val_fraction * n))
+        if n_val >= n:
+            raise DataError(f"{n} samples are too few to hold out {self.val_fraction:.0%} for validation; set val_fraction=0.")
+        return n_val
+
+    def _check_range(self, model: nn.Module, low: float, high: float) -> None:
+        in_unit_interval = low >= 0 and high <= 1
         needs_probabilities = getattr(getattr(model, "reconstruction", None), "output_activation", None) == "sigmoid"
         if needs_probabilities and not in_unit_interval:
             raise DataError(
                 f"this model's loss ({model.config.get('loss')}) needs data in [0, 1], but it ranges over "
-                f"[{x.min():.3g}, {x.max():.3g}]; scale the data (aekit.load_dataset scales to [0, 1]) or use loss='mse'."
+                f"[{low:.3g}, {high:.3g}]; scale the data (aekit.load_dataset scales to [0, 1]) or use loss='mse'."
             )
         if self.binarize and not in_unit_interval:
-            raise DataError(f"binarize=True draws Bernoulli(x), which needs data in [0, 1]; it ranges over [{x.min():.3g}, {x.max():.3g}].")
-        if val_data is not None:
-            return x.to(device), as_samples(val_data, "val_data").to(device)
-        n_val = int(round(self.val_fraction * len(x)))
-        if n_val >= len(x):
-            raise DataError(f"{len(x)} samples are too few to hold out {self.val_fraction:.0%} for validation; set val_fraction=0.")
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))
-        return x[order[n_val:]].to(device), x[order[:n_val]].to(device)
+            raise DataError(f"binarize=True draws Bernoulli(x), which needs data in [0, 1]; it ranges over [{low:.3g}, {high:.3g}].")
 
     def _pretrain(self, model: nn.Module, x_train: Tensor) -> None:
         """Greedy layer-wise pretraining: train each stage on the codes of the one before, then unroll."""
@@ -261,22 +330,34 @@ class Trainer:
                 h = torch.cat([stage.encode(h[i : i + EVAL_BATCH]) for i in range(0, len(h), EVAL_BATCH)])
         model.load_stages(stages)
 
-    def _train_epoch(self, model, optimizer, x_train: Tensor, shuffle: torch.Generator, epoch: int, check_every: int, bar, run) -> dict[str, float]:
-        """One pass over ``x_train`` in shuffled batches; returns the mean of every loss term."""
+    def _autocast(self, device: torch.device):
+        dtype = PRECISIONS[self.precision]
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+    def _train_epoch(self, model, forward, optimizer, scaler, data, shuffle: torch.Generator, epoch: int, check_every: int, team: Workers, bar, run) -> dict[str, float]:
+        """One pass over ``data`` in shuffled batches; returns the mean of every loss term."""
         model.train()
-        perm = torch.randperm(len(x_train), generator=shuffle).to(x_train.device)
+        device = next(model.parameters()).device
+        perm = torch.randperm(len(data), generator=shuffle)
+        if isinstance(data, InMemory):
+            perm = perm.to(device)
+        n_batches = math.ceil(len(data) / self.batch_size)
         sums: dict[str, Tensor] = {}
-        seen = skipped = 0
-        for step, start in enumerate(range(0, len(x_train), self.batch_size), start=1):
-            batch = x_train[perm[start : start + self.batch_size]]
+        seen = torch.zeros((), device=device)
+        skipped = 0
+        for step, start in enumerate(range(0, len(data), self.batch_size), start=1):
+            indices, weight = team.share(perm[start : start + self.batch_size])
+            batch = data.batch(indices)
             if self.binarize:
                 batch = torch.bernoulli(batch)
-            out = model(batch)
+            with self._autocast(device):
+                out = forward(batch)
             if step % check_every == 0 and not torch.isfinite(out.loss):
                 if self.on_nonfinite == "skip" and skipped < MAX_SKIPS:
                     skipped += 1
                     for group in optimizer.param_groups:
                         group["lr"] /= 2
+                        group["base_lr"] /= 2
                     bar.write(f"aekit: non-finite loss in epoch {epoch}, step {step}: batch skipped, learning rate halved to {optimizer.param_groups[0]['lr']:.3g}")
                     bar.update(1)
                     continue
@@ -287,28 +368,55 @@ class Trainer:
                     f"the loss became non-finite (NaN or inf) in epoch {epoch} at or before step {step}; "
                     f"{kept}lower the learning rate, check the data, or pass on_nonfinite='skip' (--on-nonfinite skip)."
                 )
+            if self.schedule != "constant":
+                factor = SCHEDULES[self.schedule](((epoch - 1) * n_batches + step - 1) / (self.epochs * n_batches))
+                for group in optimizer.param_groups:
+                    group["lr"] = group["base_lr"] * factor
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
-            seen += len(batch)
+            scaler.scale(out.loss * weight if weight != 1.0 else out.loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            count = len(batch) if weight else 0  # samples this process trained on
+            seen += count
             for name, value in {"loss": out.loss, **out.losses}.items():
-                sums[name] = sums.get(name, 0) + value.detach() * len(batch)
+                sums[name] = sums.get(name, 0) + value.detach().float() * count
             bar.update(1)
-        if not seen:
+        names = list(sums)
+        totals = team.sum(torch.stack([seen, *(sums[name] for name in names)]))
+        if not totals[0]:
             raise TrainingError(f"every batch of epoch {epoch} had a non-finite loss; check the data and the learning rate.")
-        means = {name: (total / seen).item() for name, total in sums.items()}
+        means = dict(zip(names, (totals[1:] / totals[0]).tolist()))
         if not math.isfinite(means["loss"]):
             raise TrainingError(f"the loss became non-finite (NaN or inf) in epoch {epoch}; lower the learning rate or check the data.")
         return means
 
-    def _checkpoint(self, run: Path, model, optimizer, shuffle, history: History, epoch: int, best: float, since_best: int, improved: bool) -> None:
+    @torch.no_grad()
+    def _evaluate(self, model: nn.Module, data: InMemory | OnDisk, team: Workers) -> dict[str, float]:
+        """The loss terms on ``data`` in evaluation mode, each process taking its share, averaged over samples."""
+        model.eval()
+        device = next(model.parameters()).device
+        mine = torch.tensor_split(torch.arange(len(data)), team.world)[team.rank]
+        # A process without validation samples evaluates one with weight 0: the sums need every process.
+        chunks = [(mine[i : i + EVAL_BATCH], 1.0) for i in range(0, len(mine), EVAL_BATCH)] or [(torch.arange(1), 0.0)]
+        sums, names = 0, []
+        for indices, weight in chunks:
+            batch = data.batch(indices)
+            with self._autocast(device):
+                out = model(batch)
+            terms = {"loss": out.loss, **out.losses}
+            names = list(terms)
+            sums = sums + torch.stack([v.detach().float() for v in terms.values()]) * (len(batch) * weight)
+        model.train()
+        totals = team.sum(sums)
+        return {name: value / len(data) for name, value in zip(names, totals.tolist())}
+
+    def _checkpoint(self, run: Path, model, optimizer, shuffle, history: History, info: dict[str, Any], improved: bool) -> None:
         """Write the epoch's files; the resume state goes last, as the commit point."""
         weights = weights_bytes(model)
         if improved:
             atomic_write(run / WEIGHTS, weights)
         atomic_write(run / LAST, weights)
         atomic_write(run / METRICS, history.to_csv())
-        info = {"epoch": epoch, "best": best, "since_best": since_best, "best_epoch": history.best_epoch, "records": history.records}
         save_state(run / RESUME, model, optimizer, shuffle, info)
 
 
