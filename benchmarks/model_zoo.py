@@ -111,11 +111,11 @@ def stacked_vs_random(train: torch.Tensor, test: torch.Tensor, epochs: int, pret
     return lines
 
 
-def vae_likelihood(train: torch.Tensor, test: torch.Tensor, epochs: int, k: int) -> list[str]:
+def vae_likelihood(train: torch.Tensor, test: torch.Tensor, epochs: int, k: int, schedule: str = "constant") -> list[str]:
     aekit.seed_everything(0)
     model = aekit.get_model("vae", input_shape=(784,), code_size=50, hidden=(200, 200), activation="tanh")
     began = time.perf_counter()
-    aekit.fit(model, train, epochs=epochs, batch_size=100, lr=1e-3, val_fraction=0, binarize=True, progress=False)
+    aekit.fit(model, train, epochs=epochs, batch_size=100, lr=1e-3, schedule=schedule, val_fraction=0, binarize=True, progress=False)
     seconds = time.perf_counter() - began
     torch.manual_seed(123)
     binary_test = torch.bernoulli(test)  # one fixed stochastic binarisation of the test set
@@ -131,8 +131,9 @@ def vae_likelihood(train: torch.Tensor, test: torch.Tensor, epochs: int, k: int)
         f"| test ELBO (10 samples per image) | {elbo:.2f} |",
         f"| test log-likelihood, importance-weighted, k = {k} | {ll:.2f} |",
         "| Burda et al. 2016, VAE, k = 5000 (published, 3,280 epochs) | -86.76 |",
+        "| Burda et al. 2016, IWAE, k = 50 (published) | -84.78 |",
         "",
-        f"Trained {epochs} epoch{'s' if epochs > 1 else ''} (batch 100, Adam 1e-3, tanh) in {seconds:.0f} s; the k = {k} estimate took {ll_seconds:.0f} s.",
+        f"Trained {epochs} epoch{'s' if epochs > 1 else ''} (batch 100, Adam 1e-3 {schedule}, tanh) in {seconds:.0f} s; the k = {k} estimate took {ll_seconds:.0f} s.",
     ]
 
 

@@ -96,16 +96,38 @@ def test_streamed_training_equals_in_memory_training(shards):
     assert ha.column("val_loss") == pytest.approx(hb.column("val_loss"), rel=1e-5)
 
 
-def test_streaming_holds_one_batch_not_the_file(tmp_path):
+def rss_file_bytes() -> int | None:
+    """Resident file-backed memory of this process (mapped file pages), from /proc on Linux."""
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return None
+    line = next((l for l in status.read_text().splitlines() if l.startswith("RssFile:")), None)
+    return int(line.split()[1]) * 1024 if line else None
+
+
+@pytest.mark.parametrize("release_bytes, bounded", [(2**20, True), (2**40, False)])
+def test_streaming_holds_about_one_batch_not_the_file(tmp_path, monkeypatch, release_bytes, bounded):
+    from aekit.data import stream as streaming
+
     n, features = 60_000, 400  # 96 MB of float32
     np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.float32, shape=(n, features))[:] = 0.5
-    tracemalloc.start()  # numpy reports its buffers to tracemalloc
-    stream = aekit.open_stream(tmp_path / "big.npy", "all")
+    monkeypatch.setattr(streaming, "RELEASE_BYTES", release_bytes)
     model = aekit.get_model("ae", input_shape=(features,), code_size=2, hidden=(4,))
-    aekit.fit(model, stream, epochs=1, batch_size=256, val_fraction=0.01, progress=False)
+    aekit.fit(model, torch.rand(8, features), epochs=1, progress=False)  # the modules training imports lazily, before measuring
+    before = rss_file_bytes()
+    if before is None:
+        pytest.skip("needs /proc/self/status (Linux)")
+    tracemalloc.start()  # numpy reports its own buffers to tracemalloc
+    data = aekit.open_stream(tmp_path / "big.npy", "all")
+    aekit.fit(model, data, epochs=1, batch_size=256, val_fraction=0.01, progress=False)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    grown = rss_file_bytes() - before
     assert peak < 40e6, f"peak {peak / 1e6:.0f} MB of numpy buffers for a 96 MB file"
+    if bounded:
+        assert grown < 16e6, f"{grown / 1e6:.0f} MB of the file stayed mapped"
+    else:  # without releasing, the whole file ends up resident: the measurement can see it
+        assert grown > 80e6, grown
 
 
 def test_stream_errors_say_what_to_fix(tmp_path):

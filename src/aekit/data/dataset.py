@@ -36,12 +36,16 @@ class Scaling:
         return cls(low=x.min(0).astype(np.float64), high=x.max(0).astype(np.float64))
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        flat = x.reshape(len(x), -1).astype(np.float64)
+        flat = x.reshape(len(x), -1)
         if flat.shape[1] != self.low.size:
             raise DataError(f"scaling was fitted on {self.low.size} features but the data has {flat.shape[1]}.")
         span = self.high - self.low
-        scaled = (flat - self.low) / np.where(span > 0, span, 1.0)
-        return scaled.reshape(x.shape).astype(np.float32)
+        span = np.where(span > 0, span, 1.0)
+        out = np.empty(flat.shape, dtype=np.float32)
+        rows = max(1, 2**22 // max(1, flat.shape[1]))  # computed in float64, 32 MB at a time
+        for start in range(0, len(flat), rows):
+            out[start : start + rows] = (flat[start : start + rows].astype(np.float64) - self.low) / span
+        return out.reshape(x.shape)
 
     def to_json(self) -> dict[str, Any]:
         return {"low": self.low.tolist(), "high": self.high.tolist()}
@@ -122,19 +126,20 @@ def build(raw: RawData, name: str, split: str, scaling: Scaling | str | None) ->
         raise DataError(f"{name} holds no samples.")
     if y is not None and len(y) != len(x):
         raise DataError(f"{name}: {len(x)} samples but {len(y)} labels.")
-    rows = slice(None) if raw.presplit else fixed_split(len(x), split)
+    rows = slice(None) if raw.presplit or split == "all" else fixed_split(len(x), split)
+    picked = x[rows]
     fitted: Scaling | None = None
     if raw.pixel_max is not None:
-        values = x[rows].astype(np.float32) / np.float32(raw.pixel_max)
+        values = picked.astype(np.float32) / np.float32(raw.pixel_max)
     else:
         check_finite(x, name)
         if scaling == "minmax":  # fitted on the rows returned, except that "test" borrows the training rows'
-            fitted = Scaling.fit(x[fixed_split(len(x), "train")] if split == "test" and not raw.presplit else x[rows])
+            fitted = Scaling.fit(x[fixed_split(len(x), "train")] if split == "test" and not raw.presplit else picked)
         elif isinstance(scaling, Scaling):
             fitted = scaling
         elif scaling is not None:
             raise DataError(f"scaling must be 'minmax', None or a Scaling object, got {scaling!r}.")
-        values = fitted.apply(x[rows]) if fitted else x[rows].astype(np.float32)
+        values = fitted.apply(picked) if fitted else picked.astype(np.float32, copy=False)
     labels = None if y is None else torch.as_tensor(np.asarray(y[rows]).astype(np.int64).reshape(-1))
     if len(values) == 0:
         raise DataError(f"the {split!r} split of {name} is empty; use split='all'.")
@@ -143,7 +148,7 @@ def build(raw: RawData, name: str, split: str, scaling: Scaling | str | None) ->
 
 def check_finite(x: np.ndarray | Tensor, name: str) -> None:
     """Raise a :class:`DataError` saying how many values are NaN/inf and where the first one is."""
-    bad = ~np.isfinite(np.asarray(x, dtype=np.float64)) if isinstance(x, np.ndarray) else ~torch.isfinite(x)
+    bad = ~np.isfinite(x) if isinstance(x, np.ndarray) else ~torch.isfinite(x)
     count = int(bad.sum())
     if count:
         first = tuple(int(i) for i in np.argwhere(np.asarray(bad))[0])

@@ -2,11 +2,12 @@
 
 A :class:`StreamedDataset` is one ``.npy`` file or a folder of ``.npy`` shards
 (sorted by name, all with the same sample shape and dtype). Nothing is loaded
-up front: each batch is gathered with ``os.pread`` from the rows it needs, so
-the memory a training run holds is one batch, however large the files are.
-Reading with ``pread`` rather than a memory map also keeps the process's
-resident set flat: the operating system still caches the files, but the
-cached pages are not mapped into the process.
+up front: each batch is gathered from memory-mapped files, row by row in one
+C loop, so the memory a training run holds is one batch, however large the
+files are. Pages read are mapped into the process only until
+``RELEASE_BYTES`` more have been read; then they are released
+(``madvise(MADV_DONTNEED)``): the operating system keeps them in its cache,
+but the process's resident memory stays flat.
 
 Scaling follows :func:`aekit.load_dataset`: 8-bit data is divided by 255,
 other data gets per-feature min-max scaling fitted on the training rows in
@@ -16,10 +17,9 @@ one chunked pass, which also refuses NaN and inf before training starts.
 from __future__ import annotations
 
 import math
-import os
+import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from .dataset import SPLITS, Scaling, check_finite, fixed_split
 from .files import check_npy_header
 
 CHUNK_BYTES = 8 * 2**20  # read per step of the scaling pass
+RELEASE_BYTES = 64 * 2**20  # pages read before they are unmapped from the process again
 
 
 @dataclass
@@ -63,7 +64,9 @@ class StreamedDataset:
     scaling: Scaling | None = None
     shards: list[_Shard] = field(default_factory=list, repr=False)
     y = None  # streamed data carries no labels
-    _files: dict[int, BinaryIO] = field(default_factory=dict, repr=False)
+    _maps: dict[int, mmap.mmap] = field(default_factory=dict, repr=False)
+    _arrays: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _touched: int = field(default=0, repr=False)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -82,26 +85,38 @@ class StreamedDataset:
         return torch.from_numpy(self._scale(self._gather(self.rows[positions])))
 
     def _gather(self, rows: np.ndarray) -> np.ndarray:
-        """Raw file rows, read with one ``pread`` per run of consecutive rows."""
+        """Raw file rows, gathered from memory-mapped shards in file order (one C loop per shard)."""
         out = np.empty((len(rows), *self.shape), dtype=self.dtype)
-        flat_out = out.reshape(len(rows), -1).view(np.uint8).reshape(len(rows), self.row_bytes)
-        order = np.argsort(rows, kind="stable")
-        ordered = rows[order]
         starts = np.cumsum([0] + [s.rows for s in self.shards])
-        shard_of = np.searchsorted(starts, ordered, side="right") - 1
-        # Runs of consecutive rows within one shard become one read.
-        breaks = np.flatnonzero((np.diff(ordered) != 1) | (np.diff(shard_of) != 0)) + 1
-        for run in np.split(np.arange(len(ordered)), breaks):
-            shard = self.shards[shard_of[run[0]]]
-            first = int(ordered[run[0]] - starts[shard_of[run[0]]])
-            nbytes = len(run) * self.row_bytes
-            if shard_of[run[0]] not in self._files:  # opened once, closed with this object
-                self._files[shard_of[run[0]]] = open(shard.path, "rb", buffering=0)
-            data = os.pread(self._files[shard_of[run[0]]].fileno(), nbytes, shard.offset + first * self.row_bytes)
-            if len(data) != nbytes:
-                raise DataError(f"{shard.path} became shorter while being read; was it overwritten?")
-            flat_out[order[run]] = np.frombuffer(data, dtype=np.uint8).reshape(len(run), self.row_bytes)
+        shard_of = np.searchsorted(starts, rows, side="right") - 1
+        for index in np.unique(shard_of):
+            mine = np.flatnonzero(shard_of == index)
+            local = rows[mine] - starts[index]
+            order = np.argsort(local, kind="stable")  # ascending offsets read the file forwards
+            out[mine[order]] = self._array(index)[local[order]]
+        self._touched += out.nbytes
+        if self._touched > RELEASE_BYTES:
+            self._release()
         return out
+
+    def _array(self, index: int) -> np.ndarray:
+        """Shard ``index`` as a read-only array over a memory map (opened once)."""
+        if index not in self._maps:
+            shard = self.shards[index]
+            with open(shard.path, "rb") as f:
+                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            if len(mapped) < shard.offset + shard.rows * self.row_bytes:
+                raise DataError(f"{shard.path} became shorter after it was opened; was it overwritten?")
+            self._maps[index] = mapped
+            self._arrays[index] = np.frombuffer(mapped, self.dtype, shard.rows * math.prod(self.shape), shard.offset).reshape(shard.rows, *self.shape)
+        return self._arrays[index]
+
+    def _release(self) -> None:
+        """Unmap the pages read so far from this process (the OS keeps them cached): memory stays flat."""
+        self._touched = 0
+        if hasattr(mmap, "MADV_DONTNEED"):
+            for mapped in self._maps.values():
+                mapped.madvise(mmap.MADV_DONTNEED)
 
     def _scale(self, x: np.ndarray) -> np.ndarray:
         if self.dtype == np.uint8:
@@ -140,7 +155,7 @@ def open_stream(path: str | Path, split: str = "train", *, scaling: Scaling | st
     path = Path(path).expanduser()
     files = sorted(path.glob("*.npy")) if path.is_dir() else [path]
     if not path.exists():
-        raise DataError(f"cannot stream {path}: no such file or folder.")
+        raise DataError(f"cannot stream {str(path)!r}: there is no such file or folder (streaming reads a .npy file or a folder of .npy shards).")
     if not files:
         raise DataError(f"{path} holds no .npy files to stream.")
     shards, shape, dtype = [], None, None
