@@ -47,8 +47,8 @@ def linear_vs_pca(train: torch.Tensor, test: torch.Tensor, epochs: int, code: in
         f"{angles.max():.1f}° / {np.median(angles):.2f}° | {seconds:.0f} s |",
         "",
         "A linear autoencoder trained with squared error spans the principal subspace (Baldi & Hornik 1989); "
-        "the angles measure how close SGD gets. The largest angles belong to the weakest components, whose "
-        "eigenvalues are nearly tied, so they converge last.",
+        "the angles measure how close SGD gets. Where the test error "
+        "matches PCA's while an angle remains, the remaining difference lies in directions of little variance.",
     ]
 
 

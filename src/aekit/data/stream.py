@@ -2,12 +2,12 @@
 
 A :class:`StreamedDataset` is one ``.npy`` file or a folder of ``.npy`` shards
 (sorted by name, all with the same sample shape and dtype). Nothing is loaded
-up front: each batch is gathered from memory-mapped files, row by row in one
-C loop, so the memory a training run holds is one batch, however large the
-files are. Pages read are mapped into the process only until
-``RELEASE_BYTES`` more have been read; then they are released
-(``madvise(MADV_DONTNEED)``): the operating system keeps them in its cache,
-but the process's resident memory stays flat.
+up front: each batch is read from the files in file order, one ``preadv``
+call per run of consecutive rows, straight into the batch's buffer. So the
+memory a training run holds is one batch, however large the files are. (A
+memory map would be simpler, but the pages it touches count as the process's
+resident memory, and the kernel maps up to hundreds of KiB around every row
+read at random; reading keeps the process flat while the OS caches the files.)
 
 Scaling follows :func:`aekit.load_dataset`: 8-bit data is divided by 255,
 other data gets per-feature min-max scaling fitted on the training rows in
@@ -17,9 +17,10 @@ one chunked pass, which also refuses NaN and inf before training starts.
 from __future__ import annotations
 
 import math
-import mmap
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -30,7 +31,6 @@ from .dataset import SPLITS, Scaling, check_finite, fixed_split
 from .files import check_npy_header
 
 CHUNK_BYTES = 8 * 2**20  # read per step of the scaling pass
-RELEASE_BYTES = 64 * 2**20  # pages read before they are unmapped from the process again
 
 
 @dataclass
@@ -53,7 +53,7 @@ class StreamedDataset:
     scaling : Scaling or None
         Min-max scaling for non-8-bit data (None for 8-bit images, divided by 255).
     rows : ndarray of int64
-        The file rows of this split, in the order of the fixed split.
+        The file rows of this split (of the fixed 80/20 split), sorted.
     """
 
     name: str
@@ -64,9 +64,8 @@ class StreamedDataset:
     scaling: Scaling | None = None
     shards: list[_Shard] = field(default_factory=list, repr=False)
     y = None  # streamed data carries no labels
-    _maps: dict[int, mmap.mmap] = field(default_factory=dict, repr=False)
-    _arrays: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
-    _touched: int = field(default=0, repr=False)
+    _files: dict[int, BinaryIO] = field(default_factory=dict, repr=False)
+    _affine: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -85,7 +84,7 @@ class StreamedDataset:
         return torch.from_numpy(self._scale(self._gather(self.rows[positions])))
 
     def _gather(self, rows: np.ndarray) -> np.ndarray:
-        """Raw file rows, gathered from memory-mapped shards in file order (one C loop per shard)."""
+        """Raw file rows, read in file order with one ``preadv`` per run of consecutive rows."""
         out = np.empty((len(rows), *self.shape), dtype=self.dtype)
         starts = np.cumsum([0] + [s.rows for s in self.shards])
         shard_of = np.searchsorted(starts, rows, side="right") - 1
@@ -93,37 +92,38 @@ class StreamedDataset:
             mine = np.flatnonzero(shard_of == index)
             local = rows[mine] - starts[index]
             order = np.argsort(local, kind="stable")  # ascending offsets read the file forwards
-            out[mine[order]] = self._array(index)[local[order]]
-        self._touched += out.nbytes
-        if self._touched > RELEASE_BYTES:
-            self._release()
+            out[mine[order]] = self._read_sorted(index, local[order])
         return out
 
-    def _array(self, index: int) -> np.ndarray:
-        """Shard ``index`` as a read-only array over a memory map (opened once)."""
-        if index not in self._maps:
-            shard = self.shards[index]
-            with open(shard.path, "rb") as f:
-                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            if len(mapped) < shard.offset + shard.rows * self.row_bytes:
-                raise DataError(f"{shard.path} became shorter after it was opened; was it overwritten?")
-            self._maps[index] = mapped
-            self._arrays[index] = np.frombuffer(mapped, self.dtype, shard.rows * math.prod(self.shape), shard.offset).reshape(shard.rows, *self.shape)
-        return self._arrays[index]
-
-    def _release(self) -> None:
-        """Unmap the pages read so far from this process (the OS keeps them cached): memory stays flat."""
-        self._touched = 0
-        if hasattr(mmap, "MADV_DONTNEED"):
-            for mapped in self._maps.values():
-                mapped.madvise(mmap.MADV_DONTNEED)
+    def _read_sorted(self, index: int, local: np.ndarray) -> np.ndarray:
+        """Rows ``local`` (ascending) of shard ``index``, straight from the file into one buffer."""
+        shard, size = self.shards[index], self.row_bytes
+        if index not in self._files:  # opened once, closed with this object
+            self._files[index] = open(shard.path, "rb", buffering=0)
+        fd = self._files[index].fileno()
+        buffer = np.empty((len(local), *self.shape), dtype=self.dtype)
+        view = memoryview(buffer.reshape(-1).view(np.uint8))
+        first = np.flatnonzero(np.diff(local, prepend=-2) != 1)  # where runs of consecutive rows begin
+        ends = np.append(first[1:], len(local))
+        for begin, end, row in zip(first.tolist(), ends.tolist(), local[first].tolist()):
+            want = (end - begin) * size
+            if os.preadv(fd, [view[begin * size : end * size]], shard.offset + row * size) != want:
+                raise DataError(f"{shard.path} became shorter while being read; was it overwritten?")
+        return buffer
 
     def _scale(self, x: np.ndarray) -> np.ndarray:
+        """To float32, scaled; in float32 arithmetic, as this runs for every batch."""
+        x = x.astype(np.float32)
         if self.dtype == np.uint8:
-            return x.astype(np.float32) / np.float32(255.0)
-        if self.scaling is not None:
-            return self.scaling.apply(x)
-        return x.astype(np.float32)
+            x *= np.float32(1 / 255)
+        elif self.scaling is not None:
+            if self._affine is None:
+                span = self.scaling.high - self.scaling.low
+                self._affine = (self.scaling.low.astype(np.float32), (1 / np.where(span > 0, span, 1.0)).astype(np.float32))
+            flat = x.reshape(len(x), -1)
+            flat -= self._affine[0]
+            flat *= self._affine[1]
+        return x
 
     def __repr__(self) -> str:
         return f"StreamedDataset({self.name!r}, split={self.split!r}, n={len(self)}, shape={self.shape}, {len(self.shards)} shard(s))"
