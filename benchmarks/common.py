@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -39,6 +42,23 @@ def median_seconds(fn: Callable[[], None], repeats: int = 5, warmup: int = 2) ->
         fn()
         times.append(time.perf_counter() - began)
     return statistics.median(times)
+
+
+RESULT = "RESULT "  # how a benchmark's child process reports its numbers on stdout
+
+
+def report(result: dict) -> None:
+    """In a child process: hand ``result`` to the parent (see :func:`run_child`)."""
+    print(RESULT + json.dumps(result), flush=True)
+
+
+def run_child(command: list[str], env: dict | None = None, cwd: Path | None = None) -> dict:
+    """Run a benchmark in a fresh process and return what it reported; stop with its stderr if it failed."""
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT)]
+    if done.returncode or not lines:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[0][len(RESULT) :])
 
 
 def machine() -> str:

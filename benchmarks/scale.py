@@ -20,11 +20,9 @@ Writes benchmarks/results/scale.md (scale_quick.md with --quick).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import machine, write
+from common import machine, report, run_child, write
 
 FEATURES = 256
 ROWS_1X = 200_000  # 256 float32 features: 0.2 GB
@@ -87,16 +85,11 @@ def child(mode: str, path: str) -> None:
     peak = peak_rss()
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return
-    print("RESULT " + json.dumps({"samples_per_s": len(data) / seconds, "peak_bytes": peak, "load_seconds": load_seconds, "loss": history[-1]["train_loss"]}))
+    report({"samples_per_s": len(data) / seconds, "peak_bytes": peak, "load_seconds": load_seconds, "loss": history[-1]["train_loss"]})
 
 
-def run_child(*args: str, launcher: list[str] | None = None, env: dict | None = None) -> dict:
-    command = [*(launcher or [sys.executable]), __file__, "--child", *args]
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
-    line = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
-    if done.returncode or not line:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return json.loads(line[0][7:])
+def launch(*args: str, launcher: list[str] | None = None, env: dict | None = None) -> dict:
+    return run_child([*(launcher or [sys.executable]), __file__, "--child", *args], env=env)
 
 
 def gpu_rates(quick: bool) -> list[str]:
@@ -142,7 +135,7 @@ def main() -> None:
         results: dict[str, list[dict]] = {name: [] for name in cases}
         for _ in range(rounds if label.startswith("1x") else 1):  # 10x: one round (an epoch takes minutes)
             for name, (mode, path) in cases.items():
-                results[name].append(run_child(mode, str(path)))
+                results[name].append(launch(mode, str(path)))
         memory_rate = statistics.median(r["samples_per_s"] for r in results["in memory (`load_dataset`)"])
         for name, runs in results.items():
             rate = statistics.median(r["samples_per_s"] for r in runs)
@@ -151,9 +144,9 @@ def main() -> None:
             print(lines[-1], flush=True)
 
     file, _ = sets[next(iter(sets))]
-    one = [run_child("memory", str(file), env={"OMP_NUM_THREADS": "2"}) for _ in range(rounds)]
+    one = [launch("memory", str(file), env={"OMP_NUM_THREADS": "2"}) for _ in range(rounds)]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    two = [run_child("memory", str(file), launcher=torchrun, env={"OMP_NUM_THREADS": "1"}) for _ in range(rounds)]
+    two = [launch("memory", str(file), launcher=torchrun, env={"OMP_NUM_THREADS": "1"}) for _ in range(rounds)]
     lines += [
         "",
         "## One process vs two (torchrun, gloo, this machine's 2 cores)",

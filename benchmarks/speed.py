@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common import DATA_DIR, machine, mnist, write
+from common import DATA_DIR, machine, mnist, report, run_child, write
 
 SIZES = (784, 512, 256, 32)
 LR, BATCH = 1e-3, 128
@@ -160,7 +158,7 @@ def child(name: str, epochs: int, n_train: int, data_dir: str) -> None:
     torch.manual_seed(0)
     train, test = mnist(data_dir, flat=True)
     result = RUNNERS[name][1](train[:n_train], test, epochs)
-    print("RESULT " + json.dumps(result))
+    report(result)
 
 
 def main() -> None:
@@ -184,11 +182,7 @@ def main() -> None:
     for round_ in range(rounds):
         for name in names:  # interleaved: every runner once per round
             command = [sys.executable, __file__, "--child", name, "--epochs", str(epochs), "--n-train", str(n_train), "--data-dir", args.data_dir]
-            done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).parent)
-            line = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
-            if done.returncode or not line:
-                raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-            results[name].append(json.loads(line[0][7:]))
+            results[name].append(run_child(command, cwd=Path(__file__).parent))
             print(f"round {round_ + 1} {name}: {results[name][-1]}", flush=True)
     wall = time.perf_counter() - began
 

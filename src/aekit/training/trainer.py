@@ -404,25 +404,9 @@ class Trainer:
             raise TrainingError(f"the loss became non-finite (NaN or inf) in epoch {epoch}; lower the learning rate or check the data.")
         return means
 
-    @torch.no_grad()
     def _evaluate(self, model: nn.Module, data: InMemory | OnDisk, team: Workers) -> dict[str, float]:
         """The loss terms on ``data`` in evaluation mode, each process taking its share, averaged over samples."""
-        model.eval()
-        device = next(model.parameters()).device
-        mine = torch.tensor_split(torch.arange(len(data)), team.world)[team.rank]
-        # A process without validation samples evaluates one with weight 0: the sums need every process.
-        chunks = [(mine[i : i + EVAL_BATCH], 1.0) for i in range(0, len(mine), EVAL_BATCH)] or [(torch.arange(1), 0.0)]
-        sums, names = 0, []
-        for indices, weight in chunks:
-            batch = data.batch(indices)
-            with self._autocast(device):
-                out = model(batch)
-            terms = {"loss": out.loss, **out.losses}
-            names = list(terms)
-            sums = sums + torch.stack([v.detach().float() for v in terms.values()]) * (len(batch) * weight)
-        model.train()
-        totals = team.sum(sums)
-        return {name: value / len(data) for name, value in zip(names, totals.tolist())}
+        return mean_losses(model, data, team, lambda: self._autocast(next(model.parameters()).device))
 
     def _checkpoint(self, run: Path, model, optimizer, shuffle, history: History, info: dict[str, Any], improved: bool) -> None:
         """Write the epoch's files; the resume state goes last, as the commit point."""
@@ -435,18 +419,29 @@ class Trainer:
 
 
 @torch.no_grad()
-def evaluate_losses(model: nn.Module, x: Tensor, batch_size: int = EVAL_BATCH) -> dict[str, float]:
-    """The model's loss terms on ``x`` in evaluation mode, averaged over samples."""
+def mean_losses(model: nn.Module, data: InMemory | OnDisk, team: Workers = Workers(), autocast=contextlib.nullcontext, batch_size: int = EVAL_BATCH) -> dict[str, float]:
+    """The loss terms on ``data`` in evaluation mode, averaged over samples; each process takes its share."""
     was_training = model.training
     model.eval()
-    sums: dict[str, float] = {}
-    for start in range(0, len(x), batch_size):
-        batch = x[start : start + batch_size]
-        out = model(batch)
-        for name, value in {"loss": out.loss, **out.losses}.items():
-            sums[name] = sums.get(name, 0.0) + value.item() * len(batch)
+    mine = torch.tensor_split(torch.arange(len(data)), team.world)[team.rank]
+    # A process without samples evaluates one with weight 0: the sums need every process.
+    chunks = [(mine[i : i + batch_size], 1.0) for i in range(0, len(mine), batch_size)] or [(torch.arange(1), 0.0)]
+    sums, names = 0, []
+    for indices, weight in chunks:
+        batch = data.batch(indices)
+        with autocast():
+            out = model(batch)
+        terms = {"loss": out.loss, **out.losses}
+        names = list(terms)
+        sums = sums + torch.stack([v.detach().float() for v in terms.values()]) * (len(batch) * weight)
     model.train(was_training)
-    return {name: total / len(x) for name, total in sums.items()}
+    totals = team.sum(sums)
+    return {name: value / len(data) for name, value in zip(names, totals.tolist())}
+
+
+def evaluate_losses(model: nn.Module, x: Tensor, batch_size: int = EVAL_BATCH) -> dict[str, float]:
+    """The model's loss terms on ``x`` in evaluation mode, averaged over samples."""
+    return mean_losses(model, InMemory(x), batch_size=batch_size)
 
 
 def fit(model: nn.Module, data, *, val_data=None, out=None, resume: bool = False, **settings: Any) -> History:
