@@ -21,11 +21,16 @@ _X_KEYS = ("x", "X", "data", "images")
 _Y_KEYS = ("y", "Y", "labels", "label", "targets", "target")
 
 
+def check_samples(dtype: np.dtype, shape: tuple[int, ...], what: str | Path) -> None:
+    """Refuse arrays that are not numeric samples of shape (n, features...)."""
+    if dtype.kind not in "biuf":
+        raise DataError(f"{what} holds {dtype} values; aekit needs a numeric array (int or float).")
+    if len(shape) < 2:
+        raise DataError(f"{what}: expected an array of samples, shape (n, features...), got shape {tuple(shape)}.")
+
+
 def _numeric(array: np.ndarray, path: Path) -> np.ndarray:
-    if array.dtype.kind not in "biuf":
-        raise DataError(f"{path} holds {array.dtype} values; aekit needs a numeric array (int or float).")
-    if array.ndim < 2:
-        raise DataError(f"{path}: expected an array of samples, shape (n, features...), got shape {array.shape}.")
+    check_samples(array.dtype, array.shape, path)
     return array
 
 
@@ -35,17 +40,19 @@ def _array_as_raw(x: np.ndarray, y: np.ndarray | None, path: Path) -> RawData:
     return RawData(x, y, pixel_max=255.0 if x.dtype == np.uint8 else None)
 
 
-def check_npy_header(f: BinaryIO, available: int, what: str) -> None:
+def check_npy_header(f: BinaryIO, available: int, what: str) -> tuple[tuple[int, ...], bool, np.dtype]:
     """Check a .npy header against the bytes that follow it, before any array is allocated.
 
-    Raises :class:`DataError` for a bad header, an object dtype (which would
-    need pickle) or a declared size that differs from ``available`` bytes.
+    Returns the header's shape, Fortran-order flag and dtype, with ``f`` left
+    at the first byte of the array. Raises :class:`DataError` for a bad header,
+    an object dtype (which would need pickle) or a declared size that differs
+    from ``available`` bytes.
     """
     start = f.tell()
     try:
         version = np.lib.format.read_magic(f)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read_header(f)
+        shape, fortran, dtype = read_header(f)
     except Exception as exc:  # numpy's header parser raises many types (ValueError, TokenError, ...)
         raise DataError(f"{what} is not a readable .npy array ({type(exc).__name__}: {exc}).") from None
     if dtype.hasobject:
@@ -54,6 +61,7 @@ def check_npy_header(f: BinaryIO, available: int, what: str) -> None:
     body = available - (f.tell() - start)
     if declared != body:
         raise DataError(f"{what} declares shape {shape} ({declared} bytes) but holds {body}; the file is truncated or corrupt.")
+    return shape, fortran, dtype
 
 
 def read_npy(path: Path) -> RawData:

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..errors import DataError
 from .dataset import SPLITS, Scaling, check_finite, fixed_split
-from .files import check_npy_header
+from .files import check_npy_header, check_samples
 
 CHUNK_BYTES = 8 * 2**20  # read per step of the scaling pass
 
@@ -203,16 +203,9 @@ def _npy_layout(file: Path) -> tuple[int, tuple[int, ...], np.dtype, int]:
     if file.suffix.lower() != ".npy" or not file.is_file():
         raise DataError(f"cannot stream {file}: streaming reads .npy files or folders of them.")
     with open(file, "rb") as f:
-        check_npy_header(f, file.stat().st_size, str(file))
-        f.seek(0)
-        version = np.lib.format.read_magic(f)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(f)
+        shape, fortran, dtype = check_npy_header(f, file.stat().st_size, str(file))
         offset = f.tell()
-    if dtype.kind not in "biuf":
-        raise DataError(f"{file} holds {dtype} values; aekit needs a numeric array (int or float).")
-    if len(shape) < 2:
-        raise DataError(f"{file}: expected an array of samples, shape (n, features...), got shape {shape}.")
+    check_samples(dtype, shape, file)
     if fortran:
         raise DataError(f"{file} is stored in Fortran order; save it with np.save(np.ascontiguousarray(x)) to stream it.")
     return shape[0], tuple(shape[1:]), dtype, offset

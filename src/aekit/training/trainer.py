@@ -76,8 +76,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def as_samples(data: Dataset | Tensor | np.ndarray, name: str = "data") -> Tensor:
-    """The samples of ``data`` as a float32 tensor, refusing empty or non-finite data."""
+def as_samples(data: Dataset | Tensor | np.ndarray, name: str = "data") -> tuple[Tensor, float, float]:
+    """The samples of ``data`` as a float32 tensor, and their minimum and maximum; refuses empty or non-finite data."""
     if isinstance(data, Dataset):
         data = data.x
     if isinstance(data, np.ndarray):
@@ -92,7 +92,7 @@ def as_samples(data: Dataset | Tensor | np.ndarray, name: str = "data") -> Tenso
     low, high = torch.aminmax(data)  # NaN propagates into both: one pass checks finiteness and range
     if not (math.isfinite(low) and math.isfinite(high)):
         check_finite(data, name)  # says how many values are bad and where the first one is
-    return data
+    return data, float(low), float(high)
 
 
 @dataclass
@@ -287,11 +287,11 @@ class Trainer:
         """Check the data against the model and split off the validation samples (seeded)."""
         if isinstance(data, StreamedDataset):
             return self._split_stream(model, data, val_data, device)
-        x = as_samples(data)
+        x, low, high = as_samples(data)
         model.as_batch(x[:1])  # a wrong sample shape fails here, clearly, before any work
-        self._check_range(model, *torch.aminmax(x))
+        self._check_range(model, low, high)
         if val_data is not None:
-            return InMemory(x.to(device)), InMemory(as_samples(val_data, "val_data").to(device))
+            return InMemory(x.to(device)), InMemory(as_samples(val_data, "val_data")[0].to(device))
         n_val = self._n_val(len(x))
         if n_val == 0:  # training shuffles anyway: no copy
             return InMemory(x.to(device)), InMemory(x[:0].to(device))
@@ -317,8 +317,7 @@ class Trainer:
             raise DataError(f"{n} samples are too few to hold out {self.val_fraction:.0%} for validation; set val_fraction=0.")
         return n_val
 
-    def _check_range(self, model: nn.Module, low: float | Tensor, high: float | Tensor) -> None:
-        low, high = float(low), float(high)
+    def _check_range(self, model: nn.Module, low: float, high: float) -> None:
         in_unit_interval = low >= 0 and high <= 1
         needs_probabilities = getattr(getattr(model, "reconstruction", None), "output_activation", None) == "sigmoid"
         if needs_probabilities and not in_unit_interval:
