@@ -52,9 +52,12 @@ def report(result: dict) -> None:
     print(RESULT + json.dumps(result), flush=True)
 
 
-def run_child(command: list[str], env: dict | None = None, cwd: Path | None = None) -> dict:
-    """Run a benchmark in a fresh process and return what it reported; stop with its stderr if it failed."""
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd)
+def run_child(command: list[str], env: dict | None = None, cwd: Path | None = None, replace_env: bool = False) -> dict:
+    """Run a benchmark in a fresh process and return what it reported; stop with its stderr if it failed.
+
+    ``env`` is added to this process's environment, or replaces it with ``replace_env``.
+    """
+    done = subprocess.run(command, capture_output=True, text=True, env=env if replace_env else {**os.environ, **(env or {})}, cwd=cwd)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT)]
     if done.returncode or not lines:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")

@@ -26,6 +26,7 @@ from .apps.common import encode, reconstruct
 from .registry import get_model, list_models, model_class
 from .data.stream import open_stream
 from .training import Trainer, evaluate_losses, seed_everything
+from .training.allocator import tune_allocator
 from .training.distributed import finish, rank_and_world
 from .training.trainer import TRAINER, ensure_new_run
 
@@ -285,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_allocator()  # inference commands allocate large batches too; AEKIT_TUNE_ALLOCATOR=0 turns it off
     try:
         args.func(args)
     except AekitError as exc:

@@ -16,22 +16,28 @@ from torch import Tensor
 from .errors import ConfigError, suggest
 
 
+def _draw(sample: Callable[..., Tensor], x: Tensor) -> Tensor:
+    """Noise of ``x``'s shape drawn in the samples' logical order, so that it does not depend on the
+    memory layout (a channels-last batch gets the same noise as the same batch in NCHW)."""
+    return sample(x.shape, dtype=x.dtype, device=x.device)
+
+
 def gaussian_noise(x: Tensor, sigma: float, clip: tuple[float, float] | None = None) -> Tensor:
     """``x + sigma * eps``, ``eps ~ N(0, I)``; clipped to ``clip`` when given."""
-    noisy = x + sigma * torch.randn_like(x)
+    noisy = x + sigma * _draw(torch.randn, x)
     return noisy.clamp(*clip) if clip is not None else noisy
 
 
 def masking_noise(x: Tensor, fraction: float, clip: tuple[float, float] | None = None) -> Tensor:
     """Each value set to 0 independently with probability ``fraction``."""
-    return x * (torch.rand_like(x) >= fraction)
+    return x * (_draw(torch.rand, x) >= fraction)
 
 
 def salt_and_pepper_noise(x: Tensor, fraction: float, clip: tuple[float, float] | None = None) -> Tensor:
     """Each value, with probability ``fraction``, set to the minimum or maximum (``clip``, else 0 and 1), with equal odds."""
     low, high = clip if clip is not None else (0.0, 1.0)
-    hit = torch.rand_like(x) < fraction
-    salt = torch.rand_like(x) < 0.5
+    hit = _draw(torch.rand, x) < fraction
+    salt = _draw(torch.rand, x) < 0.5
     return torch.where(hit, torch.where(salt, torch.full_like(x, high), torch.full_like(x, low)), x)
 
 

@@ -6,7 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..registry import register_model
@@ -15,6 +16,22 @@ from .layers import activation as make_activation
 from .layers import mlp
 from .simple import DenoisingAutoencoder
 from .vae import VariationalAutoencoder
+
+
+class ToImage(nn.Unflatten):
+    """``(batch, c * h * w) -> (batch, c, h, w)``, in the channels-last memory layout when asked.
+
+    A subclass of ``nn.Unflatten`` rather than an extra layer, so that the
+    decoder's parameter names (and so older checkpoints) stay as they were.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], channels_last: bool) -> None:
+        super().__init__(1, shape)
+        self.channels_last = channels_last
+
+    def forward(self, h: Tensor) -> Tensor:
+        h = super().forward(h)
+        return h.contiguous(memory_format=torch.channels_last) if self.channels_last else h
 
 
 @register_model("conv")
@@ -26,6 +43,15 @@ class ConvAutoencoder(Autoencoder):
     (after optional ``hidden`` layers) makes the code. The decoder mirrors it: linear layers
     back to the smallest feature map, then per block an upsampling to the
     exact size of the matching encoder map and a convolution.
+
+    With ``channels_last`` (the default) the kernels and feature maps are kept
+    in the channels-last memory layout: inputs are converted once per batch and
+    the decoder's first map once per step, and every convolution, pooling and
+    upsampling then runs in that layout. On a CPU, PyTorch's oneDNN kernels
+    otherwise convert each map to it and back, around every pooling and
+    upsampling; on a GPU it is the layout tensor cores want. The numbers are
+    the same up to float rounding; only the speed changes
+    (benchmarks/results/speed.md).
     """
 
     def __init__(
@@ -34,14 +60,20 @@ class ConvAutoencoder(Autoencoder):
         kernel_size: int = 3,
         hidden: Sequence[int] = (),
         activation: str = "elu",  # with ReLU, dead units early in training can leave the decoder stuck on a black image
+        channels_last: bool = True,
         **options: Any,
     ) -> None:
+        if not isinstance(channels_last, bool):
+            raise ConfigError(f"channels_last must be true or false, got {channels_last!r}.")
+        self.channels_last = channels_last
         # read by make_encoder / make_decoder, which the base constructor calls
         self.channels = positive_ints("channels", channels)
         self.kernel_size = positive_int("kernel_size", kernel_size)
         if self.kernel_size % 2 == 0:
             raise ConfigError(f"kernel_size must be odd (same padding), got {kernel_size}.")
         super().__init__(hidden=hidden, activation=activation, **options)
+        if channels_last:  # the kernels too: with bf16 autocast, their per-step casts then come out channels-last
+            self.to(memory_format=torch.channels_last)
 
     def feature_sizes(self) -> list[tuple[int, int]]:
         """Spatial size of the input and after each pooling block."""
@@ -67,7 +99,7 @@ class ConvAutoencoder(Autoencoder):
         last = self.channels[-1]
         layers: list[nn.Module] = [
             *mlp([self.code_size, *reversed(self.hidden), last * math.prod(sizes[-1])], self.activation, self.activation),
-            nn.Unflatten(1, (last, *sizes[-1])),
+            ToImage((last, *sizes[-1]), self.channels_last),
         ]
         outputs = [self.input_shape[0], *self.channels[:-1]]
         for i in reversed(range(len(self.channels))):
@@ -75,6 +107,10 @@ class ConvAutoencoder(Autoencoder):
             if i > 0:
                 layers.append(make_activation(self.activation))
         return nn.Sequential(*layers)
+
+    def as_batch(self, x: Tensor) -> Tensor:
+        x = super().as_batch(x)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
 @register_model("conv-denoising")

@@ -60,10 +60,11 @@ def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, s
             index, name = key.split(".", 1)
             state.setdefault(int(index), {})[name] = value
         optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-        for entries in optimizer.state.values():  # load_state_dict keeps 'step' on the CPU; move the moments
+        for param, entries in optimizer.state.items():  # load_state_dict keeps 'step' on the CPU; move the moments
             for name, value in entries.items():
                 if torch.is_tensor(value) and name != "step":
-                    entries[name] = value.to(device)
+                    # in the parameter's memory layout (channels-last kernels): fused Adam walks both in memory order
+                    entries[name] = torch.empty_like(param, dtype=value.dtype).copy_(value) if value.shape == param.shape else value.to(device)
         torch.set_rng_state(tensors["rng.torch"])
         shuffle.set_state(tensors["rng.shuffle"])
         if "rng.cuda" in tensors and torch.cuda.is_available():

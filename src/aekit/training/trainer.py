@@ -26,6 +26,7 @@ from ..checkpoint import CONFIG, WEIGHTS, atomic_write, model_config, read_tenso
 from ..data import Dataset, check_finite
 from ..data.stream import StreamedDataset
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError, suggest
+from . import allocator
 from .distributed import Workers, local_device, workers
 from .history import History
 from .samples import InMemory, OnDisk
@@ -121,6 +122,7 @@ class Trainer:
     compile: bool = False  # train through torch.compile(model): slower start, faster steps
     seed: int = 0  # seeds shuffling, the validation split and any noise a model draws
     progress: bool = True  # show a progress bar
+    tune_allocator: bool = True  # keep glibc's large buffers between steps instead of re-mapping them (training/allocator.py)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.epochs, int) and self.epochs >= 1):
@@ -184,6 +186,8 @@ class Trainer:
         resume : bool
             Continue the run saved in ``out`` from its last finished epoch.
         """
+        if self.tune_allocator:
+            allocator.tune_allocator()
         device = resolve_device(self.device)
         if self.precision == "fp16" and device.type != "cuda":
             raise ConfigError("precision 'fp16' needs a CUDA GPU (its loss scaling is a GPU feature); use 'bf16' on the CPU.")
