@@ -28,6 +28,7 @@ SMALL = {
     "conv-vae": {"input_shape": (1, 6, 5), "channels": (4,)},
     "stacked": {"input_shape": (12,), "hidden": (8,)},
     "recirculation": {"input_shape": (12,)},
+    "ensemble": {"input_shape": (12,), "hidden": (8,), "members": 1},  # one member: its code is (batch, code_size)
 }
 
 
@@ -110,7 +111,7 @@ def test_config_records_constructor_arguments():
     model = aekit.get_model("ae", input_shape=(1, 4, 5), code_size=2, hidden=[6, 5], loss="bce")
     assert model.config == {
         "input_shape": (1, 4, 5), "code_size": 2, "hidden": [6, 5], "activation": "relu",
-        "code_activation": "identity", "output_activation": None, "loss": "bce",
+        "code_activation": "identity", "output_activation": None, "loss": "bce", "input_scaling": None,
     }  # fmt: skip
     assert type(model.output_activation).__name__ == "Sigmoid"
 

@@ -71,7 +71,7 @@ def test_outlier_detector_flags_the_contamination_share_and_finds_outliers(digit
     X, y = digits
     normal, odd = X[y == 1], X[y == 7][:20]  # digit 1 is normal; twenty 7s are the outliers
     data = StandardScaler().fit(normal).transform(np.vstack([normal, odd]))
-    detector = AutoencoderOutlierDetector(code_size=4, hidden=(32,), epochs=40, contamination=0.1, random_state=0).fit(data[: len(normal)])
+    detector = AutoencoderOutlierDetector(model="ae", input_scaling=None, code_size=4, hidden=(32,), epochs=40, contamination=0.1, random_state=0).fit(data[: len(normal)])
     training_flags = detector.predict(data[: len(normal)])
     assert (training_flags == -1).mean() == pytest.approx(0.1, abs=1 / len(normal) + 1e-9)
     assert detector.threshold_ == -detector.offset_

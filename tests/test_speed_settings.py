@@ -98,7 +98,9 @@ def test_allocator_is_left_alone_when_the_user_chose(monkeypatch):
 
 
 def test_channels_last_run_resumes_to_the_same_weights(tmp_path):
-    """Resume restores the optimiser's moments in the kernels' channels-last layout (fused Adam reads memory order)."""
+    """Resume restores the optimiser's moments in the kernels' channels-last layout (fused Adam reads memory order).
+
+    On the CPU, where the kernels are deterministic, so that the weights can be compared bit for bit."""
     x = torch.rand(96, 1, 12, 12)
 
     def model():
@@ -106,9 +108,22 @@ def test_channels_last_run_resumes_to_the_same_weights(tmp_path):
         return aekit.get_model("conv", input_shape=(1, 12, 12), code_size=4, channels=(4, 8))
 
     straight = model()
-    aekit.fit(straight, x, epochs=3, batch_size=32, seed=3, out=tmp_path / "straight", progress=False, restore_best=False)
-    aekit.fit(model(), x, epochs=1, batch_size=32, seed=3, out=tmp_path / "split", progress=False, restore_best=False)
+    aekit.fit(straight, x, epochs=3, batch_size=32, seed=3, out=tmp_path / "straight", progress=False, restore_best=False, device="cpu")
+    aekit.fit(model(), x, epochs=1, batch_size=32, seed=3, out=tmp_path / "split", progress=False, restore_best=False, device="cpu")
     resumed = model()
-    aekit.fit(resumed, x, epochs=3, batch_size=32, seed=3, out=tmp_path / "split", resume=True, progress=False, restore_best=False)
+    aekit.fit(resumed, x, epochs=3, batch_size=32, seed=3, out=tmp_path / "split", resume=True, progress=False, restore_best=False, device="cpu")
     for (key, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), key
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_channels_last_on_cuda_trains_like_nchw(precision):
+    x = torch.rand(512, 1, 28, 28)
+    losses = {}
+    for layout in (False, True):
+        aekit.seed_everything(0)
+        model = aekit.get_model("conv", input_shape=(1, 28, 28), code_size=16, channels_last=layout)
+        history = aekit.fit(model, x, epochs=3, device="cuda", precision=precision, progress=False, val_fraction=0.0)
+        losses[layout] = [r["train_loss"] for r in history]
+    assert losses[True] == pytest.approx(losses[False], rel=2e-2 if precision == "bf16" else 1e-3)

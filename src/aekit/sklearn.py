@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .apps.common import batched
+from .apps.detect import anomaly_scores, check_rate, conformal_pvalues, conformal_threshold, feature_contributions
 from .checkpoint import atomic_write, load, read_json, save
 from .errors import CheckpointError, ConfigError
+from .models.ensemble import member_subsamples
 from .registry import get_model, model_class
 from .training import History, Trainer
 
@@ -69,21 +72,23 @@ class _AutoencoderEstimator(BaseEstimator):
 
     def _fit(self, X: Any) -> np.ndarray:
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=True, ensure_min_samples=1)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        rng = check_random_state(self.random_state)
+        options = self._model_options(X.shape[1], {"code_size": self.code_size, "hidden": tuple(self.hidden)})
+        self._train(options, torch.from_numpy(np.asarray(X, dtype=np.float32)), self.epochs, rng)
+        return X
+
+    def _model_options(self, n_features: int, sizes: dict[str, Any]) -> dict[str, Any]:
         cls = model_class(self.model)
         # unbounded data: a squared error, as a Gaussian likelihood for models that need one (the VAE)
         loss = self.loss or ("gaussian" if getattr(cls, "requires_likelihood", False) else "mse")
-        options = {
-            "input_shape": (X.shape[1],),
-            "code_size": self.code_size,
-            "hidden": tuple(self.hidden),
-            "activation": self.activation,
-            "loss": loss,
-            "output_activation": self.output_activation,
-            **(self.model_options or {}),
-        }
+        options = {"input_shape": (n_features,), **sizes, "activation": self.activation, "loss": loss, "output_activation": self.output_activation}
+        fixed = getattr(cls, "fixed_options", {})  # a model with fixed layers (linear, recirculation) sets these itself
+        return {**{k: v for k, v in options.items() if k not in fixed}, **(self.model_options or {})}
+
+    def _train(self, options: dict[str, Any], data: torch.Tensor, epochs: int, rng: np.random.RandomState) -> None:
+        seed = int(rng.randint(np.iinfo(np.int32).max))
         trainer = Trainer(
-            epochs=self.epochs,
+            epochs=epochs,
             batch_size=self.batch_size,
             lr=self.lr,
             weight_decay=self.weight_decay,
@@ -95,10 +100,9 @@ class _AutoencoderEstimator(BaseEstimator):
         with torch.random.fork_rng(devices=[]):  # seeds aekit's work without touching the caller's RNG
             torch.manual_seed(seed)
             model = get_model(self.model, **options)
-            history = trainer.fit(model, torch.from_numpy(np.asarray(X, dtype=np.float32)))
+            history = trainer.fit(model, data)
         self.model_ = model.cpu().eval()
         self.history_ = history
-        return X
 
     def _check(self, X: Any) -> torch.Tensor:
         check_is_fitted(self, "model_")
@@ -224,49 +228,122 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
 
 class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
-    """Outliers are the samples an autoencoder reconstructs worst (the VAE: lowest ELBO).
+    """Outlier detection with autoencoders whose defaults adapt to the data, scikit-learn style.
+
+    By default an ensemble of ``members`` small autoencoders (the registered
+    ``ensemble`` model), each trained on its own random subsample of at most
+    ``max_rows`` rows, on inputs standardised with statistics learnt at fit
+    time and kept in the model; sizes follow the data (code ``ceil(d / 4)``,
+    one hidden layer of ``2 d`` units, at most 256), and so does the training
+    budget (about ``steps`` optimiser steps, whatever the number of rows).
+    A sample's anomaly score combines its reconstruction error and the
+    density of its code (:meth:`aekit.models.AutoencoderEnsemble.anomaly_score`).
+
+    Thresholds need no labels: ``calibration_fraction`` of the rows is held
+    out from training and scored; a new sample is flagged when its conformal
+    p-value (the share of calibration scores at or above its score, Bates et
+    al. 2023) is at most ``false_alarm_rate``, which keeps false alarms on
+    normal data at or below that rate. Set ``contamination`` instead to flag
+    that share of the training rows.
 
     Follows scikit-learn's outlier-detector convention (as ``IsolationForest``):
-    :meth:`score_samples` is higher for normal samples (minus the reconstruction
-    error; the ELBO in nats for the VAE), :meth:`decision_function` is
-    ``score_samples - offset_`` (negative for outliers), :meth:`predict` is +1
-    for inliers and -1 for outliers. ``offset_`` is the ``contamination``
-    quantile of the training scores; ``threshold_`` is the same cut on the
-    anomaly-score scale (``-offset_``: samples whose reconstruction error
-    exceeds it are outliers).
+    :meth:`score_samples` is higher for normal samples (minus the anomaly
+    score), :meth:`decision_function` is ``score_samples - offset_`` (negative
+    for outliers), :meth:`predict` is +1 for inliers and -1 for outliers.
 
     Parameters
     ----------
-    contamination : float in (0, 0.5]
-        Expected share of outliers in the training data.
-    (all other parameters as :class:`AutoencoderTransformer`)
+    model : str
+        A registered aekit model; ``"ensemble"`` by default. Others (``"ae"``,
+        ``"vae"``, ...) train on all training rows.
+    code_size, hidden, epochs : int, tuple or "auto"
+        Sizes and budget; ``"auto"`` chooses them from the data as above.
+    members, max_rows, steps : int
+        Ensemble members, rows per member's subsample, optimiser steps for ``epochs="auto"``.
+    input_scaling : str or None
+        ``"standard"`` or ``"robust"`` scaling learnt at fit time and stored in the model.
+    false_alarm_rate : float in (0, 1)
+        The share of normal samples that may be flagged (conformal threshold).
+    calibration_fraction : float in [0, 0.5]
+        Share of the rows held out to calibrate the threshold.
+    contamination : float in (0, 0.5], optional
+        If given, flag this share of the training rows instead.
+    (the other parameters as :class:`AutoencoderTransformer`)
+
+    Attributes
+    ----------
+    model_ : torch.nn.Module
+        The fitted aekit model; it takes raw rows (its scaling is inside).
+    calibration_scores_ : ndarray of shape (n_calibration,)
+        Anomaly scores of the held-out calibration rows.
+    offset_, threshold_ : float
+        The cut on :meth:`score_samples` and on the anomaly score (``-offset_``).
     """
 
-    def __init__(self, model: str = "ae", code_size: int = 2, hidden: tuple[int, ...] = (64,), activation: str = "relu", loss: str | None = None, output_activation: str = "identity", model_options: dict[str, Any] | None = None, epochs: int = 50, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0, val_fraction: float = 0.0, device: str = "cpu", random_state: int | np.random.RandomState | None = None, verbose: bool = False, contamination: float = 0.1) -> None:  # fmt: skip
+    def __init__(self, model: str = "ensemble", code_size: int | str = "auto", hidden: tuple[int, ...] | str = "auto", activation: str = "relu", loss: str | None = None, output_activation: str = "identity", model_options: dict[str, Any] | None = None, epochs: int | str = "auto", batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 0.0, val_fraction: float = 0.0, device: str = "cpu", random_state: int | np.random.RandomState | None = None, verbose: bool = False, members: int = 8, max_rows: int = 256, steps: int = 200, input_scaling: str | None = "standard", false_alarm_rate: float = 0.05, calibration_fraction: float = 0.2, contamination: float | None = None) -> None:  # fmt: skip
         super().__init__(model, code_size, hidden, activation, loss, output_activation, model_options, epochs, batch_size, lr, weight_decay, val_fraction, device, random_state, verbose)  # fmt: skip
+        self.members = members
+        self.max_rows = max_rows
+        self.steps = steps
+        self.input_scaling = input_scaling
+        self.false_alarm_rate = false_alarm_rate
+        self.calibration_fraction = calibration_fraction
         self.contamination = contamination
 
     def fit(self, X: Any, y: Any = None) -> "AutoencoderOutlierDetector":
-        """Train on ``X`` (unlabelled; ``y`` is ignored) and set the threshold from ``contamination``."""
-        if not (isinstance(self.contamination, (int, float)) and 0 < self.contamination <= 0.5):
-            raise ConfigError(f"contamination must be in (0, 0.5], got {self.contamination!r}.")
-        X = self._fit(X)
-        scores = self._scores(torch.from_numpy(np.asarray(X, dtype=np.float32)))
-        self.offset_ = float(np.percentile(scores, 100 * self.contamination))
-        self.threshold_ = -self.offset_
+        """Train on ``X`` (unlabelled raw rows; ``y`` is ignored), calibrate and set the threshold."""
+        if self.contamination is not None and not (isinstance(self.contamination, (int, float)) and 0 < self.contamination <= 0.5):
+            raise ConfigError(f"contamination must be in (0, 0.5] or None, got {self.contamination!r}.")
+        if not (isinstance(self.calibration_fraction, (int, float)) and 0 <= self.calibration_fraction <= 0.5):
+            raise ConfigError(f"calibration_fraction must be in [0, 0.5], got {self.calibration_fraction!r}.")
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=True, ensure_min_samples=2)
+        rng = check_random_state(self.random_state)
+        n, d = X.shape
+        order = rng.permutation(n)
+        n_cal = min(int(round(self.calibration_fraction * n)), n - 1)
+        if self.contamination is None:
+            rate = check_rate(self.false_alarm_rate)
+            if n_cal < 1:
+                raise ConfigError(f"{n} rows leave none to calibrate the threshold; raise calibration_fraction or set contamination.")
+        train = order[n_cal:]
+        options, used, epochs = self._plan(len(train), d, rng)
+        data = torch.from_numpy(np.asarray(X[train[used]], dtype=np.float32))
+        self._train(options, data, epochs, rng)
+        # every row no member trained on is a calibration row: the held-out ones, and those no subsample drew
+        unused = np.setdiff1d(np.arange(len(train)), used.numpy().ravel()) if n_cal else np.empty(0, dtype=np.int64)
+        calibration = np.concatenate([order[:n_cal], train[unused]])
+        self.calibration_scores_ = anomaly_scores(self.model_, X[calibration]) if len(calibration) else np.empty(0)
+        if self.contamination is None:
+            self.threshold_ = conformal_threshold(self.calibration_scores_, rate)
+        else:
+            self.threshold_ = float(np.percentile(anomaly_scores(self.model_, X), 100 * (1 - self.contamination)))
+        self.offset_ = -self.threshold_
         return self
 
-    def _scores(self, x: torch.Tensor) -> np.ndarray:
-        if hasattr(self.model_, "elbo"):
-            torch.manual_seed(0)  # the ELBO is sampled: a fixed seed keeps scores reproducible
-            return self._batched(lambda b: self.model_.elbo(b, samples=10), x)
-        return -self._reconstruction_error(x)
+    def _plan(self, n: int, d: int, rng: np.random.RandomState) -> tuple[dict[str, Any], torch.Tensor, int]:
+        """Model options, the training rows (indices into the ``n`` training rows; ``(rows, members)`` for the
+        ensemble, one subsample per member) and the epochs: the "auto" choices."""
+        sizes = {
+            "code_size": max(2, math.ceil(d / 4)) if self.code_size == "auto" else self.code_size,
+            "hidden": (min(256, max(8, 2 * d)),) if self.hidden == "auto" else tuple(self.hidden),
+        }
+        options = self._model_options(d, sizes)
+        if "input_scaling" not in getattr(model_class(self.model), "fixed_options", {}):
+            options.setdefault("input_scaling", self.input_scaling)
+        used = torch.arange(n)
+        if self.model == "ensemble":
+            options.setdefault("members", self.members)
+            generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+            used = member_subsamples(n, options["members"], self.max_rows, generator)
+        epochs = self.epochs
+        if epochs == "auto":  # a budget in steps: the same work for 200 rows or 200,000
+            epochs = max(1, round(self.steps / math.ceil(len(used) / self.batch_size)))
+        return options, used, epochs
 
     def score_samples(self, X: Any) -> np.ndarray:
-        """Normality per sample: minus the reconstruction error (the ELBO for the VAE)."""
+        """Normality per sample (higher = more normal): minus the anomaly score."""
         x = self._check(X)
-        with torch.random.fork_rng(devices=[]):
-            return self._scores(x)
+        return -anomaly_scores(self.model_, x)
 
     def decision_function(self, X: Any) -> np.ndarray:
         """``score_samples(X) - offset_``: negative for outliers."""
@@ -276,11 +353,24 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         """+1 for inliers, -1 for outliers."""
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
+    def pvalues(self, X: Any) -> np.ndarray:
+        """Conformal p-values against the calibration scores: small = unlike the normal rows."""
+        check_is_fitted(self, "calibration_scores_")
+        if not len(self.calibration_scores_):
+            raise ConfigError("this detector was fitted with calibration_fraction=0, so it has no calibration scores.")
+        return conformal_pvalues(self.calibration_scores_, -self.score_samples(X))
+
+    def feature_contributions(self, X: Any) -> np.ndarray:
+        """Each feature's share of each sample's reconstruction error: shape (n_samples, n_features), rows sum to 1."""
+        x = self._check(X)
+        return feature_contributions(self.model_, x).reshape(len(x), -1)
+
     def _fitted_state(self) -> dict[str, Any]:
-        return {"offset_": self.offset_, "threshold_": self.threshold_}
+        return {"offset_": self.offset_, "threshold_": self.threshold_, "calibration_scores_": self.calibration_scores_.tolist()}
 
     def _restore_fitted_state(self, fitted: dict[str, Any]) -> None:
         self.offset_, self.threshold_ = float(fitted["offset_"]), float(fitted["threshold_"])
+        self.calibration_scores_ = np.asarray(fitted.get("calibration_scores_", []), dtype=np.float64)
 
 
 __all__ = ["AutoencoderOutlierDetector", "AutoencoderTransformer"]

@@ -1,7 +1,7 @@
 """Applications: each takes a fitted model (they are not methods on models)."""
 
 from .denoise import Denoising, denoise
-from .detect import Detection, anomaly_scores, detect, threshold_from
+from .detect import Detection, anomaly_scores, conformal_pvalues, conformal_threshold, detect, feature_contributions, threshold_from
 from .embed import Embedding, embed
 from .generate import interpolate, sample, traversal
 from .probe import probe
@@ -16,9 +16,12 @@ __all__ = [
     "Embedding",
     "ProtocolResult",
     "anomaly_scores",
+    "conformal_pvalues",
+    "conformal_threshold",
     "denoise",
     "detect",
     "embed",
+    "feature_contributions",
     "interpolate",
     "mnist_one_class",
     "odds",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,24 +15,79 @@ from ..errors import ConfigError, DataError
 from .common import batched, device_of
 
 
-def anomaly_scores(model: nn.Module, x: Tensor, samples: int = 10, seed: int = 0) -> np.ndarray:
-    """One score per sample, higher = more anomalous.
+def as_rows(x: Any, name: str = "X") -> Tensor:
+    """Samples as a float32 tensor, from a tensor of any float dtype, a NumPy array or a pandas DataFrame."""
+    if isinstance(x, Tensor):
+        if not (x.is_floating_point() or x.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
+            raise DataError(f"{name} must hold numbers, got a tensor of {x.dtype}.")
+        return x.detach().to(torch.float32)
+    if hasattr(x, "dtypes") and hasattr(x, "columns"):  # a pandas DataFrame: name the column that is not numeric
+        bad = [str(c) for c, kind in zip(x.columns, x.dtypes) if getattr(kind, "kind", "O") not in "biuf"]
+        if bad:
+            raise DataError(f"{name} has non-numeric column(s) {bad}; drop them, or pass them as ids (--id-column / --ignore-columns).")
+    array = np.asarray(x)
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{name} must hold numbers, got an array of {array.dtype}.")
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
-    The reconstruction loss the model was trained with (squared error for
-    ``mse``), or, for a VAE, the negative ELBO in nats (``samples`` draws, seeded).
+
+def anomaly_scores(model: nn.Module, x: Any, seed: int = 0) -> np.ndarray:
+    """One score per sample, higher = more anomalous: the model's :meth:`anomaly_score`.
+
+    The one scoring path of the command line, the applications and the
+    scikit-learn detector. The reconstruction loss the model was trained with
+    (squared error for ``mse``); for a VAE, minus the ELBO in nats (10 draws,
+    seeded by ``seed``); for the ``ensemble``, reconstruction error and code
+    density together. ``x``: a tensor of any float dtype, a NumPy array or a
+    pandas DataFrame of raw samples (a model with ``input_scaling`` scales them).
     """
     model.eval()
     device = device_of(model)
-    if hasattr(model, "elbo"):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return batched(lambda b: -model.elbo(b.to(device), samples=samples).cpu(), x).double().numpy()
+    rows = as_rows(x)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)  # a VAE's score is sampled: seeded, it is the same on every call
+        return batched(lambda b: model.anomaly_score(b.to(device)).cpu(), rows).double().numpy()
 
-    def error(b: Tensor) -> Tensor:
-        b = model.as_batch(b.to(device))
-        return model.reconstruction_nll(model.decode_logits(model.encode(b)), b).cpu()
 
-    return batched(error, x).double().numpy()
+def feature_contributions(model: nn.Module, x: Any) -> np.ndarray:
+    """Each feature's share of each sample's reconstruction error: ``(n, *input_shape)``, rows summing to 1.
+
+    For images, a per-pixel error map. Shares come from the squared error of
+    every feature in the model's (scaled) space.
+    """
+    model.eval()
+    device = device_of(model)
+    errors = batched(lambda b: model.feature_errors(b.to(device)).cpu(), as_rows(x)).double()
+    totals = errors.flatten(1).sum(1).clamp_min(1e-300)
+    return (errors / totals.view(-1, *[1] * (errors.dim() - 1))).numpy()
+
+
+def conformal_pvalues(calibration: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``(1 + #{calibration scores >= s}) / (n + 1)`` for every score ``s`` (higher score = more anomalous).
+
+    The marginal conformal p-value of Bates et al. (2023), *Testing for
+    outliers with conformal p-values*, eq. 2: for a sample exchangeable with
+    the ``n`` calibration samples (normal data the model never trained on),
+    ``P(p <= alpha) <= alpha``, so flagging ``p <= alpha`` keeps false alarms
+    at or below ``alpha``.
+    """
+    ordered = np.sort(np.asarray(calibration, dtype=np.float64))
+    at_or_above = len(ordered) - np.searchsorted(ordered, np.asarray(scores, dtype=np.float64), side="left")
+    return (1.0 + at_or_above) / (len(ordered) + 1.0)
+
+
+def conformal_threshold(calibration: np.ndarray, false_alarm_rate: float) -> float:
+    """The score above which :func:`conformal_pvalues` is at most ``false_alarm_rate`` (inf if no score can be)."""
+    check_rate(false_alarm_rate)
+    ordered = np.sort(np.asarray(calibration, dtype=np.float64))[::-1]
+    allowed = math.floor(false_alarm_rate * (len(ordered) + 1)) - 1  # calibration scores a flagged sample may stay under
+    return float(ordered[allowed]) if 0 <= allowed < len(ordered) else (math.inf if allowed < 0 else -math.inf)
+
+
+def check_rate(false_alarm_rate: float) -> float:
+    if isinstance(false_alarm_rate, bool) or not isinstance(false_alarm_rate, (int, float)) or not 0 < false_alarm_rate < 1:
+        raise ConfigError(f"false_alarm_rate must be a share in (0, 1), e.g. 0.05, got {false_alarm_rate!r}.")
+    return float(false_alarm_rate)
 
 
 @dataclass
@@ -42,11 +99,14 @@ class Detection:
     predictions: np.ndarray  # (n,), 1 = anomaly
     roc_auc: float | None = None
     average_precision: float | None = None
+    pvalues: np.ndarray | None = None  # (n,), conformal p-values, when calibration scores were given
+    rule: str = ""  # how the threshold was set, in words
 
-    def summary(self) -> dict[str, float | int | None]:
+    def summary(self) -> dict[str, float | int | str | None]:
         return {
             "samples": len(self.scores),
             "threshold": self.threshold,
+            "rule": self.rule,
             "flagged": int(self.predictions.sum()),
             "roc_auc": self.roc_auc,
             "average_precision": self.average_precision,
@@ -67,10 +127,13 @@ def threshold_from(reference: np.ndarray, contamination: float | None = None, pe
 
 def detect(
     model: nn.Module,
-    x: Tensor,
+    x: Any,
     anomalous: np.ndarray | None = None,
-    reference: Tensor | None = None,
-    contamination: float | None = 0.1,
+    *,
+    calibration: np.ndarray | None = None,
+    false_alarm_rate: float = 0.05,
+    reference: Any = None,
+    contamination: float | None = None,
     percentile: float | None = None,
 ) -> Detection:
     """Score ``x``, flag samples above a threshold, and evaluate against ``anomalous`` labels.
@@ -78,19 +141,32 @@ def detect(
     Parameters
     ----------
     model : a fitted aekit model
-    x : Tensor, (n, *input_shape)
+    x : Tensor, ndarray or DataFrame, (n, *input_shape)
     anomalous : bool or 0/1 array of shape (n,), optional
         True for anomalies; gives ROC AUC and average precision.
-    reference : Tensor, optional
-        Data whose scores set the threshold (usually the training data); ``x`` itself by default.
-    contamination, percentile :
-        The threshold is the ``1 - contamination`` quantile, or the ``percentile``-th percentile,
-        of the reference scores (pass ``contamination=None`` to use ``percentile``).
+    calibration : array, optional
+        Scores of normal samples the model did not train on (a run's
+        calibration split): a sample is flagged when its conformal p-value is
+        at most ``false_alarm_rate`` (:func:`conformal_pvalues`).
+    reference, contamination, percentile :
+        Instead, flag scores above the ``1 - contamination`` quantile (or the
+        ``percentile``-th percentile) of the scores of ``reference`` (``x``
+        itself when not given). Without calibration scores, ``contamination``
+        defaults to 0.1.
     """
     scores = anomaly_scores(model, x)
-    reference_scores = scores if reference is None else anomaly_scores(model, reference)
-    threshold = threshold_from(reference_scores, contamination, percentile)
-    result = Detection(scores, threshold, (scores > threshold).astype(np.int64))
+    pvalues = None if calibration is None else conformal_pvalues(calibration, scores)
+    if contamination is None and percentile is None and calibration is not None:
+        threshold = conformal_threshold(calibration, false_alarm_rate)
+        rule = f"conformal p-value <= {false_alarm_rate:g} against {len(calibration)} calibration scores"
+    else:
+        if contamination is None and percentile is None:
+            contamination = 0.1
+        reference_scores = scores if reference is None else anomaly_scores(model, reference)
+        threshold = threshold_from(reference_scores, contamination, percentile)
+        cut = f"{1 - contamination:.0%} quantile" if contamination is not None else f"{percentile:g}th percentile"
+        rule = f"score above the {cut} of the {'reference' if reference is not None else 'scored'} samples"
+    result = Detection(scores, threshold, (scores > threshold).astype(np.int64), pvalues=pvalues, rule=rule)
     if anomalous is not None:
         truth = np.asarray(anomalous).astype(bool)
         if truth.shape != scores.shape:

@@ -1,6 +1,7 @@
 """Registered autoencoder models; importing this package registers them all."""
 
 from .base import AEOutput, Autoencoder
+from .ensemble import AutoencoderEnsemble
 from .conv import ConvAutoencoder, ConvDenoisingAutoencoder, ConvVariationalAutoencoder
 from .recirculation import RecirculationAutoencoder
 from .simple import ContractiveAutoencoder, DenoisingAutoencoder, LinearAutoencoder, SparseAutoencoder, TiedAutoencoder
@@ -10,6 +11,7 @@ from .vae import DiagonalGaussian, StochasticAutoencoder, VariationalAutoencoder
 __all__ = [
     "AEOutput",
     "Autoencoder",
+    "AutoencoderEnsemble",
     "ContractiveAutoencoder",
     "ConvAutoencoder",
     "ConvDenoisingAutoencoder",

@@ -116,6 +116,27 @@ def check_range(name: str, value: Any, low: float, high: float | None = None, *,
     return number
 
 
+def standard_scaling(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-feature mean and standard deviation of ``x`` (n, features); constant features get scale 1."""
+    scale = x.std(0, correction=0)
+    return x.mean(0), torch.where(scale > 0, scale, torch.ones_like(scale))
+
+
+def robust_scaling(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-feature median and interquartile range / 1.349 (the standard deviation's robust estimate for a
+    normal distribution); a feature with IQR 0 falls back to its standard deviation, then to 1.
+
+    Outliers in the training rows hardly move either number, so they stay far out after scaling.
+    """
+    q25, center, q75 = torch.quantile(x, torch.tensor([0.25, 0.5, 0.75], dtype=x.dtype), dim=0)
+    scale = (q75 - q25) / 1.349
+    fallback = standard_scaling(x)[1]
+    return center, torch.where(scale > 0, scale, fallback)
+
+
+INPUT_SCALINGS = {"standard": standard_scaling, "robust": robust_scaling}
+
+
 @register_model("ae")
 class Autoencoder(nn.Module):
     """A fully connected autoencoder: undercomplete or overcomplete, any depth.
@@ -141,6 +162,13 @@ class Autoencoder(nn.Module):
         Reconstruction loss: ``mse``, ``l1``, ``bce`` (= ``bernoulli``),
         ``gaussian`` or ``categorical`` (see :mod:`aekit.losses`), summed over
         features and averaged over samples.
+    input_scaling : str, optional
+        Per-feature scaling learnt from the training rows when training starts
+        (:meth:`adapt`) and kept in the model as buffers, so that a saved or
+        loaded model takes raw rows: ``standard`` (mean, standard deviation)
+        or ``robust`` (median, interquartile range / 1.349). The model works,
+        and its losses are computed, on the scaled values; reconstructions come
+        back in the raw units. The output activation is then ``identity``.
 
     Examples
     --------
@@ -171,6 +199,7 @@ class Autoencoder(nn.Module):
         code_activation: str = "identity",
         output_activation: str | None = None,
         loss: str = "mse",
+        input_scaling: str | None = None,
     ) -> None:
         super().__init__()
         self.input_shape = positive_ints("input_shape", input_shape)
@@ -183,10 +212,18 @@ class Autoencoder(nn.Module):
             raise ConfigError(f"unknown loss {loss!r}.{suggest(loss, RECONSTRUCTION_LOSSES)} Choose one of: {', '.join(RECONSTRUCTION_LOSSES)}.")
         self.reconstruction = RECONSTRUCTION_LOSSES[loss]
         needed = self.reconstruction.output_activation
-        output_activation = output_activation or needed or "sigmoid"
+        if input_scaling is not None and input_scaling not in INPUT_SCALINGS:
+            raise ConfigError(f"unknown input_scaling {input_scaling!r}.{suggest(str(input_scaling), INPUT_SCALINGS)} Choose one of: {', '.join(INPUT_SCALINGS)}, or None.")
+        if input_scaling is not None and needed == "sigmoid":
+            raise ConfigError(f"loss={loss!r} needs data in [0, 1], which scaled inputs are not; use loss='mse' or 'gaussian' with input_scaling.")
+        self.input_scaling = input_scaling
+        output_activation = output_activation or needed or ("identity" if input_scaling else "sigmoid")
         if needed is not None and output_activation != needed:
             raise ConfigError(f"loss={loss!r} needs output_activation={needed!r} (got {output_activation!r}).")
         self.n_features = math.prod(self.input_shape)
+        if input_scaling is not None:  # buffers: saved with the weights, so a loaded model takes raw rows
+            self.register_buffer("input_center", torch.zeros(self.n_features))
+            self.register_buffer("input_scale", torch.ones(self.n_features))
         self.encoder = self.make_encoder()
         self.decoder = self.make_decoder()
         self.output_activation = make_activation(output_activation)
@@ -222,15 +259,54 @@ class Autoencoder(nn.Module):
         """Codes ``(batch, code_size)`` -> pre-activation outputs ``(batch, *input_shape)``."""
         return self.decoder(z).reshape(-1, *self.input_shape)
 
+    # -- input scaling ------------------------------------------------------------------------------
+
+    def adapt(self, x: Tensor) -> None:
+        """Fit what depends on the data before training starts: the input scaling (the Trainer calls it)."""
+        if self.input_scaling is not None:
+            center, scale = INPUT_SCALINGS[self.input_scaling](x.reshape(len(x), -1).double())
+            self.input_center.copy_(center)
+            self.input_scale.copy_(scale)
+
+    def scale(self, x: Tensor) -> Tensor:
+        """Raw samples ``(batch, *input_shape)`` -> the scaled values the model works on."""
+        if self.input_scaling is None:
+            return x
+        return ((x.reshape(len(x), -1) - self.input_center) / self.input_scale).reshape(x.shape)
+
+    def unscale(self, x: Tensor) -> Tensor:
+        """Scaled values -> raw units (the inverse of :meth:`scale`)."""
+        if self.input_scaling is None:
+            return x
+        return (x.reshape(len(x), -1) * self.input_scale + self.input_center).reshape(x.shape)
+
     # -- public API ---------------------------------------------------------------------------------
 
     def encode(self, x: Tensor) -> Tensor:
         """Map inputs of shape ``(batch, *input_shape)`` to codes ``(batch, code_size)``."""
-        return self.code(self.encoder(self.as_batch(x)))
+        return self.code(self.encoder(self.scale(self.as_batch(x))))
 
     def decode(self, z: Tensor) -> Tensor:
-        """Map codes ``(batch, code_size)`` to reconstructions ``(batch, *input_shape)``."""
-        return self.output_activation(self.decode_logits(z))
+        """Map codes ``(batch, code_size)`` to reconstructions ``(batch, *input_shape)``, in raw units."""
+        return self.unscale(self.output_activation(self.decode_logits(z)))
+
+    def reconstruction_error(self, x: Tensor) -> Tensor:
+        """The reconstruction loss of each sample through its deterministic code, shape ``(batch,)``.
+
+        In the (scaled) space the model was trained in; the anomaly score of
+        :func:`aekit.apps.anomaly_scores`.
+        """
+        x = self.scale(self.as_batch(x))
+        return self.reconstruction_nll(self.decode_logits(self.code(self.encoder(x))), x)
+
+    def anomaly_score(self, x: Tensor) -> Tensor:
+        """One score per sample, higher = more anomalous: the reconstruction error by default."""
+        return self.reconstruction_error(x)
+
+    def feature_errors(self, x: Tensor) -> Tensor:
+        """Squared error of every feature (every pixel of an image), shape ``(batch, *input_shape)``, in the scaled space."""
+        x = self.scale(self.as_batch(x))
+        return (self.output_activation(self.decode_logits(self.code(self.encoder(x)))) - x).pow(2)
 
     def reconstruction_nll(self, logits: Tensor, x: Tensor) -> Tensor:
         """The reconstruction loss of ``x`` under decoder outputs ``logits``, per sample."""
@@ -238,12 +314,12 @@ class Autoencoder(nn.Module):
 
     def forward(self, x: Tensor) -> AEOutput:
         """Reconstruct ``x`` (shape ``(batch, *input_shape)``) and compute the loss terms."""
-        x = self.as_batch(x)
+        x = self.scale(self.as_batch(x))
         z, latent_terms = self.latent(self.encoder(self.corrupt(x) if self.training else x))
         logits = self.decode_logits(z)
         losses = {"reconstruction": self.reconstruction_nll(logits, x).mean(), **latent_terms, **self.regularizers(x, z)}
         total = torch.stack(list(losses.values())).sum()
-        return AEOutput(x_hat=self.output_activation(logits), z=z, losses=losses, loss=total)
+        return AEOutput(x_hat=self.unscale(self.output_activation(logits)), z=z, losses=losses, loss=total)
 
     def as_batch(self, x: Tensor) -> Tensor:
         """``x`` as ``(batch, *input_shape)`` (flat samples are accepted), with a clear error for a wrong shape."""

@@ -32,8 +32,11 @@ class RecirculationAutoencoder(Autoencoder):
     optimiser (plain SGD is the classic choice) applies it.
     """
 
+    #: Options the model sets itself (the scikit-learn adapter leaves them out).
+    fixed_options = {"hidden": (), "activation": "sigmoid", "code_activation": "sigmoid", "output_activation": "sigmoid", "loss": "mse", "input_scaling": None}
+
     def __init__(self, regression: float = 0.75, code_size: int = 30, **options: Any) -> None:
-        fixed = {"hidden": (), "activation": "sigmoid", "code_activation": "sigmoid", "output_activation": "sigmoid", "loss": "mse"}
+        fixed = self.fixed_options
         clash = sorted(k for k, v in options.items() if k in fixed and (tuple(v) if k == "hidden" else v) != fixed[k])
         if clash:
             raise ConfigError(f"recirculation uses one sigmoid hidden layer and MSE; it has no {', '.join(clash)} to set.")

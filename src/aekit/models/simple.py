@@ -20,12 +20,14 @@ from .layers import activation as make_activation
 class LinearAutoencoder(Autoencoder):
     """Linear encoder and decoder with MSE: spans the same subspace as PCA."""
 
+    #: Options the model sets itself (the scikit-learn adapter leaves them out).
+    fixed_options = {"activation": "identity", "code_activation": "identity", "output_activation": "identity", "loss": "mse"}
+
     def __init__(self, hidden=(), **options: Any) -> None:
-        linear = {"activation": "identity", "code_activation": "identity", "output_activation": "identity", "loss": "mse"}
-        clash = {k: v for k, v in options.items() if k in linear and v != linear[k]}
+        clash = {k: v for k, v in options.items() if k in self.fixed_options and v != self.fixed_options[k]}
         if clash:
             raise ConfigError(f"the linear autoencoder has no {', '.join(clash)} to set (it is linear with MSE).")
-        super().__init__(hidden=hidden, **{**options, **linear})
+        super().__init__(hidden=hidden, **{**options, **self.fixed_options})
 
 
 class TiedDecoder(nn.Module):
@@ -117,4 +119,5 @@ class DenoisingAutoencoder(Autoencoder):
         self.noise, self.clip = noise, clip
 
     def corrupt(self, x: Tensor) -> Tensor:
-        return corrupt(x, self.noise, clip=(0.0, 1.0) if self.clip else None)
+        # scaled inputs are not in [0, 1]: clipping applies to unscaled data only
+        return corrupt(x, self.noise, clip=(0.0, 1.0) if self.clip and self.input_scaling is None else None)

@@ -55,7 +55,7 @@ class VariationalAutoencoder(Autoencoder):
 
     def posterior(self, x: Tensor) -> DiagonalGaussian:
         """``q(z | x)`` for inputs ``(batch, *input_shape)``."""
-        return DiagonalGaussian.from_encoder(self.encoder(self.as_batch(x)))
+        return DiagonalGaussian.from_encoder(self.encoder(self.scale(self.as_batch(x))))
 
     def latent(self, h: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         # Training decodes a sample; evaluation decodes the posterior mean, so evaluation is deterministic
@@ -75,17 +75,23 @@ class VariationalAutoencoder(Autoencoder):
     @torch.no_grad()
     def log_weights(self, x: Tensor, k: int) -> Tensor:
         """``log p(x | z_i) + log p(z_i) - log q(z_i | x)`` for ``k`` samples ``z_i ~ q``: shape ``(k, batch)``."""
-        x = self.as_batch(x)
-        q = self.posterior(x)
+        x = self.scale(self.as_batch(x))
+        q = DiagonalGaussian.from_encoder(self.encoder(x))
         z = q.rsample(k)  # (k, batch, code)
         logits = self.decode_logits(z.reshape(-1, self.code_size))
         targets = x.unsqueeze(0).expand(k, *x.shape).reshape(-1, *self.input_shape)
         log_px_z = -self.reconstruction_nll(logits, targets).view(k, -1)
-        return log_px_z + log_normal_standard(z) - q.log_prob(z)
+        # a density of the scaled values is one of the raw values once divided by the scaling's Jacobian
+        jacobian = self.input_scale.log().sum() if self.input_scaling is not None else 0.0
+        return log_px_z + log_normal_standard(z) - q.log_prob(z) - jacobian
 
     def elbo(self, x: Tensor, samples: int = 1) -> Tensor:
         """The evidence lower bound per sample (beta = 1), in nats, averaged over ``samples`` draws."""
         return self.log_weights(x, samples).mean(0)
+
+    def anomaly_score(self, x: Tensor, samples: int = 10) -> Tensor:
+        """Minus the ELBO in nats, from ``samples`` draws of the code (seed the generator for repeatable scores)."""
+        return -self.elbo(x, samples=samples)
 
     def log_likelihood(self, x: Tensor, k: int = 100, chunk: int = 100) -> Tensor:
         """Importance-weighted estimate of ``log p(x)`` per sample, in nats (Burda et al. 2016, eq. 8).

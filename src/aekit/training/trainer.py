@@ -202,6 +202,10 @@ class Trainer:
         if self.pretrain_epochs and hasattr(model, "layerwise_stages") and not isinstance(train_data, InMemory):
             raise ConfigError("layer-wise pretraining needs the data in memory; stream it with pretrain_epochs=0, or load it.")
 
+        if getattr(model, "input_scaling", None) is not None:  # fitted here; a resumed run restores it below
+            if not isinstance(train_data, InMemory):
+                raise ConfigError("input_scaling is fitted on the training rows in memory; load the data instead of streaming it.")
+            model.adapt(train_data.x)
         model.to(device).train()
         optimizer = OPTIMIZERS[self.optimizer](model.parameters(), self.lr, self.weight_decay)
         shuffle = torch.Generator().manual_seed(self.seed + 1)

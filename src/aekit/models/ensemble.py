@@ -1,0 +1,177 @@
+"""An ensemble of small autoencoders trained at once, scored by reconstruction error and code density.
+
+Chen et al. (2017), *Outlier Detection with Autoencoder Ensembles* (RandNet),
+and Ding et al. (2022), *Hyperparameter Sensitivity in Deep Outlier
+Detection* (ROBOD), show that averaging many small autoencoders, each fitted
+to its own subsample, makes reconstruction-based detection far less
+sensitive to the architecture and to outliers in the training data. Zong et
+al. (2018), *DAGMM*, score a sample by where its code falls as well as by its
+reconstruction error: an anomaly far along the data's main directions is
+reconstructed well but has an unusual code.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import DataError
+from ..registry import register_model
+from .base import AEOutput, Autoencoder, positive_int
+from .layers import activation as make_activation
+
+MOMENTUM = 0.05  # of the running code and error statistics, as batch normalisation keeps its running moments
+JITTER = 1e-3  # added to the codes' covariance diagonal so that its inverse exists
+
+
+class MemberLinear(nn.Module):
+    """``members`` independent linear layers in one: ``(members, batch, n_in) -> (members, batch, n_out)``."""
+
+    def __init__(self, members: int, n_in: int, n_out: int) -> None:
+        super().__init__()
+        bound = 1 / math.sqrt(n_in)  # nn.Linear's default initialisation, member by member
+        self.weight = nn.Parameter(torch.empty(members, n_in, n_out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(members, 1, n_out).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+def member_mlp(members: int, sizes: list[int], activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(MemberLinear(members, n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(make_activation(activation))
+    return nn.Sequential(*layers)
+
+
+def member_subsamples(n: int, members: int, rows: int, generator: torch.Generator) -> Tensor:
+    """Row indices of each member's own random subsample of ``min(rows, n)`` of ``n`` rows, without
+    replacement: ``(min(rows, n), members)``. ``x[indices]`` is the training data that gives each member its own rows."""
+    take = min(rows, n)
+    return torch.stack([torch.randperm(n, generator=generator)[:take] for _ in range(members)], dim=1)
+
+
+def mahalanobis_sq(z: Tensor, mean: Tensor, precision: Tensor) -> Tensor:
+    """``(z - mean)^T P (z - mean)`` per member and sample: ``z`` (members, batch, c), ``P`` (members, c, c)."""
+    centred = z - mean.unsqueeze(1)
+    return ((centred @ precision) * centred).sum(-1)
+
+
+@register_model("ensemble")
+class AutoencoderEnsemble(Autoencoder):
+    """``members`` small autoencoders of the same shape, trained at once; each may see its own rows.
+
+    A batch of shape ``(batch, *input_shape)`` goes to every member; one of
+    shape ``(batch, members, *input_shape)`` gives member ``m`` the rows
+    ``[:, m]``, so that each member trains on its own subsample (see
+    :func:`aekit.sklearn.AutoencoderOutlierDetector`). The code is the
+    members' codes side by side, ``(batch, members * code_size)``; the
+    reconstruction is their mean. While training, each member keeps running
+    statistics of its codes (mean, covariance) and of its reconstruction
+    error, like batch normalisation's running moments; :meth:`anomaly_score`
+    uses them (``1/M sum_m e_m / mean(e_m) + d_m^2 / code_size``, with ``d_m``
+    the Mahalanobis distance of the code).
+    """
+
+    def __init__(self, members: int = 8, **options: Any) -> None:
+        self.members = positive_int("members", members)  # read by make_encoder / make_decoder
+        super().__init__(**options)
+        m, c = self.members, self.code_size
+        self.register_buffer("code_mean", torch.zeros(m, c))
+        self.register_buffer("code_cov", torch.eye(c).repeat(m, 1, 1))
+        self.register_buffer("error_mean", torch.ones(m))
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    def make_encoder(self) -> nn.Module:
+        return member_mlp(self.members, [self.n_features, *self.hidden, self.code_size], self.activation)
+
+    def make_decoder(self) -> nn.Module:
+        return member_mlp(self.members, [self.code_size, *reversed(self.hidden), self.n_features], self.activation)
+
+    def is_per_member(self, x: Tensor) -> bool:
+        """True for a batch of rows per member, ``(batch, members, *input_shape)``."""
+        return x.dim() >= 3 and x.shape[1] == self.members and math.prod(x.shape[2:]) == self.n_features
+
+    def as_batch(self, x: Tensor) -> Tensor:
+        return x if self.is_per_member(x) else super().as_batch(x)
+
+    def adapt(self, x: Tensor) -> None:
+        super().adapt(x.reshape(-1, *self.input_shape) if self.is_per_member(x) else x)
+
+    def member_rows(self, x: Tensor) -> Tensor:
+        """Scaled rows for every member, ``(members, batch, n_features)``."""
+        if self.is_per_member(x):
+            rows = x.reshape(len(x), self.members, self.n_features).transpose(0, 1)
+            return self.scale(rows.reshape(-1, self.n_features)).reshape(rows.shape)
+        x = self.scale(self.as_batch(x)).reshape(len(x), self.n_features)
+        return x.unsqueeze(0).expand(self.members, *x.shape)
+
+    def member_forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Every member's rows, codes and decoder logits, each ``(members, batch, ...)``."""
+        rows = self.member_rows(x)
+        codes = self.encoder(rows)
+        return rows, codes, self.decoder(codes)
+
+    def member_nll(self, logits: Tensor, rows: Tensor) -> Tensor:
+        """The reconstruction loss per member and sample, ``(members, batch)``."""
+        m, b, d = logits.shape
+        return self.reconstruction_nll(logits.reshape(m * b, d), rows.reshape(m * b, d)).reshape(m, b)
+
+    def forward(self, x: Tensor) -> AEOutput:
+        rows, codes, logits = self.member_forward(x)
+        errors = self.member_nll(logits, rows)
+        if self.training:
+            self._update_statistics(codes.detach(), errors.detach())
+        losses = {"reconstruction": errors.mean(1).sum()}  # each member minimises its own mean error
+        x_hat = self.unscale(self.output_activation(logits).mean(0)).reshape(-1, *self.input_shape)
+        return AEOutput(x_hat=x_hat, z=codes.transpose(0, 1).reshape(len(x), -1), losses=losses, loss=losses["reconstruction"])
+
+    @torch.no_grad()
+    def _update_statistics(self, codes: Tensor, errors: Tensor) -> None:
+        momentum = max(MOMENTUM, 1.0 / float(self.updates + 1))  # a cumulative mean over the first steps
+        mean = codes.mean(1)
+        centred = codes - mean.unsqueeze(1)
+        self.code_mean.lerp_(mean, momentum)
+        self.code_cov.lerp_(centred.transpose(1, 2) @ centred / max(codes.shape[1] - 1, 1), momentum)
+        self.error_mean.lerp_(errors.mean(1), momentum)
+        self.updates += 1
+
+    # -- what the applications use -------------------------------------------------------------
+
+    def encode(self, x: Tensor) -> Tensor:
+        """The members' codes side by side: ``(batch, members * code_size)``."""
+        codes = self.encoder(self.member_rows(x))
+        return codes.transpose(0, 1).reshape(codes.shape[1], -1)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Codes ``(batch, members * code_size)`` -> the members' mean reconstruction, in raw units."""
+        if z.dim() != 2 or z.shape[1] != self.members * self.code_size:
+            raise DataError(f"this ensemble decodes codes of shape (batch, {self.members * self.code_size}), got {tuple(z.shape)}.")
+        codes = z.reshape(len(z), self.members, self.code_size).transpose(0, 1)
+        return self.unscale(self.output_activation(self.decoder(codes)).mean(0)).reshape(-1, *self.input_shape)
+
+    def reconstruction_error(self, x: Tensor) -> Tensor:
+        """The members' mean reconstruction loss per sample, ``(batch,)``."""
+        rows, _, logits = self.member_forward(x)
+        return self.member_nll(logits, rows).mean(0)
+
+    def feature_errors(self, x: Tensor) -> Tensor:
+        """Squared error per feature, each member's divided by its mean error, averaged over members."""
+        rows, _, logits = self.member_forward(x)
+        errors = (self.output_activation(logits) - rows).pow(2) / self.error_mean.view(-1, 1, 1)
+        return errors.mean(0).reshape(-1, *self.input_shape)
+
+    def anomaly_score(self, x: Tensor) -> Tensor:
+        """Per sample: the members' mean of reconstruction error over its running mean plus squared
+        Mahalanobis distance of the code over the code size (both about 1 for typical rows)."""
+        rows, codes, logits = self.member_forward(x)
+        errors = self.member_nll(logits, rows) / self.error_mean.unsqueeze(1)
+        eye = torch.eye(self.code_size, dtype=codes.dtype, device=codes.device)
+        precision = torch.linalg.inv(self.code_cov + JITTER * eye)
+        distances = mahalanobis_sq(codes, self.code_mean, precision) / self.code_size
+        return (errors + distances).mean(0)

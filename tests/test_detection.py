@@ -1,0 +1,216 @@
+"""Anomaly detection: input scaling inside the model, the ensemble's maths, one scoring path, conformal thresholds,
+explanations, and the default detector against IsolationForest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.spatial.distance import mahalanobis
+from sklearn.preprocessing import RobustScaler, StandardScaler
+
+import aekit
+from aekit.apps import anomaly_scores, conformal_pvalues, conformal_threshold, detect, feature_contributions
+from aekit.models.ensemble import member_subsamples
+from aekit.sklearn import AutoencoderOutlierDetector
+
+
+def low_rank(n: int = 600, d: int = 8, seed: int = 0) -> np.ndarray:
+    """Rows near a 2-dimensional plane, in raw units far from 0 and 1."""
+    rng = np.random.default_rng(seed)
+    return 50 + 10 * rng.normal(size=(n, 2)) @ rng.normal(size=(2, d)) + 0.3 * rng.normal(size=(n, d))
+
+
+# -- input scaling -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, reference", [("standard", StandardScaler()), ("robust", RobustScaler(quantile_range=(25, 75)))])
+def test_input_scaling_matches_scikit_learn(kind, reference):
+    x = low_rank()
+    x[:, 3] = 7.0  # a constant feature keeps scale 1
+    model = aekit.get_model("ae", input_shape=(8,), code_size=2, hidden=(8,), input_scaling=kind)
+    model.adapt(torch.tensor(x, dtype=torch.float32))
+    reference.fit(x)
+    expected_scale = reference.scale_ / (1.349 if kind == "robust" else 1.0)
+    expected_scale[3] = 1.0
+    center = reference.mean_ if kind == "standard" else reference.center_
+    np.testing.assert_allclose(model.input_center.numpy(), center, rtol=1e-4)
+    np.testing.assert_allclose(model.input_scale.numpy(), expected_scale, rtol=1e-4)
+
+
+def test_a_model_with_scaling_takes_raw_rows_and_ignores_the_units():
+    """Trained on x or on 1000 x + 5, with the same seed, the scaled model gives the same scores: the scaling is inside."""
+    x = low_rank()
+    scores = []
+    for data in (x, 1000 * x + 5):
+        aekit.seed_everything(0)
+        model = aekit.get_model("ae", input_shape=(8,), code_size=2, hidden=(16,), input_scaling="standard")
+        aekit.fit(model, torch.tensor(data, dtype=torch.float32), epochs=5, progress=False, val_fraction=0.0)
+        scores.append(anomaly_scores(model, data))
+        reconstruction = model.eval()(torch.tensor(data[:4], dtype=torch.float32)).x_hat
+        assert abs(reconstruction.mean().item() - data[:4].mean()) < data.std()  # in raw units, not standardised
+    np.testing.assert_allclose(scores[0], scores[1], rtol=2e-3, atol=1e-4)
+
+
+def test_scaling_is_saved_with_the_model(tmp_path):
+    x = low_rank()
+    model = aekit.get_model("ensemble", input_shape=(8,), code_size=2, hidden=(16,), members=3, input_scaling="robust")
+    aekit.fit(model, x.astype(np.float32), epochs=3, progress=False, val_fraction=0.0)
+    aekit.save(model, tmp_path / "m")
+    loaded = aekit.load(tmp_path / "m")
+    np.testing.assert_array_equal(anomaly_scores(loaded, x), anomaly_scores(model, x))
+    assert loaded.input_center.abs().sum() > 0
+
+
+def test_scaling_refuses_a_loss_for_data_in_the_unit_interval():
+    with pytest.raises(aekit.ConfigError, match="input_scaling"):
+        aekit.get_model("ae", input_shape=(4,), loss="bce", input_scaling="standard")
+    with pytest.raises(aekit.ConfigError, match="unknown input_scaling"):
+        aekit.get_model("ae", input_shape=(4,), input_scaling="zscore")
+
+
+# -- the ensemble ---------------------------------------------------------------------------------
+
+
+def test_each_member_learns_only_from_its_own_rows():
+    model = aekit.get_model("ensemble", input_shape=(5,), code_size=2, hidden=(6,), members=3)
+    rows = torch.randn(4, 3, 5)
+    other = rows.clone()
+    other[:, 1] += 3.0  # change member 1's rows only
+    grads = []
+    for batch in (rows, other):
+        model.zero_grad()
+        model(batch).loss.backward()
+        grads.append({k: p.grad[0].clone() for k, p in model.named_parameters()})  # member 0's slice
+    for key in grads[0]:
+        torch.testing.assert_close(grads[0][key], grads[1][key])
+
+
+def test_member_subsamples_are_distinct_rows_per_member():
+    picks = member_subsamples(50, 4, 20, torch.Generator().manual_seed(0))
+    assert picks.shape == (20, 4)
+    for m in range(4):
+        assert len(set(picks[:, m].tolist())) == 20
+    assert member_subsamples(10, 2, 20, torch.Generator().manual_seed(0)).shape == (10, 2)
+
+
+def test_running_statistics_and_score_match_numpy():
+    """After one training step the running statistics are that batch's; the score is the formula in the docstring."""
+    model = aekit.get_model("ensemble", input_shape=(6,), code_size=3, hidden=(8,), members=2)
+    x = torch.randn(40, 6)
+    model.train()(x)
+    model.eval()
+    with torch.no_grad():
+        rows, codes, logits = model.member_forward(x)
+    for m in range(2):
+        z = codes[m].double().numpy()
+        np.testing.assert_allclose(model.code_mean[m].numpy(), z.mean(0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(model.code_cov[m].numpy(), np.cov(z, rowvar=False), rtol=1e-4, atol=1e-6)
+        errors = ((model.output_activation(logits[m]) - rows[m]) ** 2).sum(1).double().numpy()
+        assert model.error_mean[m].item() == pytest.approx(errors.mean(), rel=1e-5)
+    # the score of sample 0, by hand
+    expected = 0.0
+    for m in range(2):
+        z = codes[m].double().numpy()
+        precision = np.linalg.inv(np.cov(z, rowvar=False) + 1e-3 * np.eye(3))
+        error = ((model.output_activation(logits[m, 0]) - rows[m, 0]) ** 2).sum().item()
+        expected += error / model.error_mean[m].item() + mahalanobis(z[0], z.mean(0), precision) ** 2 / 3
+    assert anomaly_scores(model, x[:1])[0] == pytest.approx(expected / 2, rel=1e-4)
+
+
+def test_ensemble_codes_and_reconstructions():
+    model = aekit.get_model("ensemble", input_shape=(6,), code_size=2, hidden=(8,), members=4).eval()
+    x = torch.rand(5, 6)
+    z = model.encode(x)
+    assert z.shape == (5, 8)
+    torch.testing.assert_close(model.decode(z), model(x).x_hat)
+    with pytest.raises(aekit.DataError, match="decodes codes"):
+        model.decode(torch.zeros(5, 3))
+
+
+# -- one scoring path ---------------------------------------------------------------------------
+
+
+def test_scores_accept_numpy_pandas_and_any_float_tensor():
+    model = aekit.get_model("ensemble", input_shape=(8,), code_size=2, hidden=(8,), members=2, input_scaling="standard")
+    x = low_rank(100)
+    aekit.fit(model, x.astype(np.float32), epochs=2, progress=False, val_fraction=0.0)
+    reference = anomaly_scores(model, torch.tensor(x, dtype=torch.float32))
+    for form in (x, pd.DataFrame(x, columns=list("abcdefgh")), torch.tensor(x, dtype=torch.float64), torch.tensor(x).to(torch.float16)):
+        got = anomaly_scores(model, form)
+        assert got.shape == (100,) and got.dtype == np.float64
+        half = isinstance(form, torch.Tensor) and form.dtype == torch.float16  # 50 +- 0.03 in float16
+        np.testing.assert_allclose(got, reference, rtol=5e-2 if half else 1e-6, atol=1e-2 if half else 0)
+    frame = pd.DataFrame(x, columns=list("abcdefgh"))
+    frame["kind"] = "x"
+    with pytest.raises(aekit.DataError, match="kind"):
+        anomaly_scores(model, frame)
+
+
+def test_cli_apps_and_estimator_give_the_same_scores(tmp_path):
+    x = low_rank(300)
+    detector = AutoencoderOutlierDetector(random_state=0, steps=20).fit(x)
+    detector.save(tmp_path / "det")
+    loaded = aekit.load(tmp_path / "det")
+    np.testing.assert_allclose(-detector.score_samples(x), anomaly_scores(loaded, x), rtol=1e-6)
+    result = detect(loaded, x, calibration=detector.calibration_scores_, false_alarm_rate=0.05)
+    np.testing.assert_array_equal(result.predictions == 1, detector.predict(x) == -1)
+    np.testing.assert_allclose(result.pvalues, detector.pvalues(x))
+
+
+# -- conformal thresholds --------------------------------------------------------------------------
+
+
+def test_conformal_pvalues_match_brute_force_and_the_threshold_agrees():
+    rng = np.random.default_rng(0)
+    calibration = np.round(rng.normal(size=57), 1)  # ties included
+    scores = np.round(rng.normal(size=200) * 1.5, 1)
+    brute = np.array([(1 + np.sum(calibration >= s)) / (len(calibration) + 1) for s in scores])
+    np.testing.assert_allclose(conformal_pvalues(calibration, scores), brute)
+    for alpha in (0.01, 0.05, 0.2, 0.5):
+        threshold = conformal_threshold(calibration, alpha)
+        np.testing.assert_array_equal(brute <= alpha, scores > threshold)
+    assert conformal_threshold(calibration, 0.01) == np.inf  # with 57 scores no p-value reaches 1/100
+
+
+def test_false_alarms_stay_at_the_asked_rate_monte_carlo():
+    """Normal samples exchangeable with the calibration ones: the false-alarm rate is at most alpha, and close to it."""
+    rng = np.random.default_rng(1)
+    alpha, n = 0.05, 199
+    rates = []
+    for _ in range(400):
+        calibration, fresh = rng.standard_exponential(n), rng.standard_exponential(500)
+        rates.append(np.mean(fresh > conformal_threshold(calibration, alpha)))
+    assert alpha - 1 / (n + 1) - 0.005 <= np.mean(rates) <= alpha + 0.005
+
+
+def test_detector_false_alarm_rate_on_held_out_normal_rows():
+    x = low_rank(4000, seed=2)
+    detector = AutoencoderOutlierDetector(random_state=0, false_alarm_rate=0.05).fit(x[:2000])
+    rate = np.mean(detector.predict(x[2000:]) == -1)
+    assert 0.02 <= rate <= 0.08, rate
+    assert len(detector.calibration_scores_) >= 400  # the held-out rows and those no member drew
+
+
+# -- explanations ----------------------------------------------------------------------------------
+
+
+def test_feature_contributions_point_at_the_perturbed_feature():
+    rng = np.random.default_rng(1)
+    x = low_rank(2000, d=10, seed=3)
+    detector = AutoencoderOutlierDetector(random_state=0).fit(x[100:])
+    odd = x[:100].copy()
+    j = rng.integers(0, 10, size=100)
+    odd[np.arange(100), j] += 6 * x.std(0)[j]
+    shares = detector.feature_contributions(odd)
+    assert shares.shape == (100, 10)
+    np.testing.assert_allclose(shares.sum(1), 1.0, rtol=1e-6)
+    assert np.mean(shares.argmax(1) == j) >= 0.9
+
+
+def test_image_models_give_per_pixel_maps():
+    model = aekit.get_model("conv", input_shape=(1, 8, 8), code_size=4, channels=(4,)).eval()
+    maps = feature_contributions(model, torch.rand(3, 1, 8, 8))
+    assert maps.shape == (3, 1, 8, 8)
+    np.testing.assert_allclose(maps.reshape(3, -1).sum(1), 1.0, rtol=1e-6)
