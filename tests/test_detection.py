@@ -3,6 +3,8 @@ explanations, and the default detector against IsolationForest."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -214,3 +216,78 @@ def test_image_models_give_per_pixel_maps():
     maps = feature_contributions(model, torch.rand(3, 1, 8, 8))
     assert maps.shape == (3, 1, 8, 8)
     np.testing.assert_allclose(maps.reshape(3, -1).sum(1), 1.0, rtol=1e-6)
+
+
+# -- the command line -------------------------------------------------------------------------------
+
+
+def write_csv(path, rows: np.ndarray, ids: list[str], columns: str = "abcdef", sep: str = ",") -> None:
+    frame = pd.DataFrame(rows, columns=list(columns))
+    frame.insert(0, "id", ids)
+    frame.to_csv(path, sep=sep, index=False)
+
+
+def test_cli_trains_on_rows_with_ids_and_scores_new_rows_by_id(tmp_path, capsys):
+    from aekit.cli import main
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(700, 2)) @ rng.normal(size=(2, 6)) + 0.05 * rng.normal(size=(700, 6))
+    write_csv(tmp_path / "train.csv", x[:600], [f"c{i}" for i in range(600)], sep=";")  # a semicolon file
+    new = x[600:].copy()
+    new[:5] += 8.0
+    write_csv(tmp_path / "new.csv", new, [f"n{i}" for i in range(100)])
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", str(tmp_path / "train.csv"), "--id-column", "id", "--split", "all", "--out", str(run), "--no-progress"]) == 0
+    chosen = capsys.readouterr().err
+    assert "model ensemble" in chosen and "code_size 2" in chosen and "hidden 12" in chosen
+    saved = json.loads((run / "calibration.json").read_text())
+    assert saved["rows"] >= 120 and len(saved["scores"]) == saved["rows"]
+
+    # the loaded model takes raw rows: the CLI's scores equal the Python function's
+    assert main(["detect", str(run), "--dataset", str(tmp_path / "new.csv"), "-o", str(tmp_path / "scores.csv")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["wrote"] == [str(tmp_path / "scores.csv")]
+    table = pd.read_csv(tmp_path / "scores.csv")
+    assert list(table.columns) == ["id", "score", "pvalue", "flagged", "top_features"]
+    assert list(table["id"][:3]) == ["n0", "n1", "n2"] and len(table) == 100  # the whole new file, not a split of it
+    np.testing.assert_allclose(table["score"], anomaly_scores(aekit.load(run), new), rtol=1e-5)
+    np.testing.assert_allclose(table["pvalue"], conformal_pvalues(np.asarray(saved["scores"]), table["score"].to_numpy()), rtol=1e-6)
+    assert table["flagged"][:5].all() and table["flagged"].sum() <= 15  # the saved threshold, not 10% of the new file
+    assert table["top_features"][0].count(":") == 3
+
+    assert main(["detect", str(run), "--dataset", str(tmp_path / "new.csv"), "-o", str(tmp_path / "hist.png")]) == 0
+    assert (tmp_path / "hist.png").read_bytes()[:4] == b"\x89PNG"
+
+    assert main(["encode", str(run), "--dataset", str(tmp_path / "new.csv"), "-o", str(tmp_path / "codes.csv")]) == 0
+    codes = pd.read_csv(tmp_path / "codes.csv")
+    assert list(codes["id"][:2]) == ["n0", "n1"] and codes.shape == (100, 1 + 8 * 2)
+
+
+@pytest.mark.parametrize(
+    "columns, message",
+    [("abcdeg", "missing \\['f'\\]; not in the training data \\['g'\\]"), ("bacdef", "another order")],
+)
+def test_cli_refuses_new_rows_with_other_columns(tmp_path, capsys, columns, message):
+    from aekit.cli import main
+
+    x = low_rank(200, d=6)
+    write_csv(tmp_path / "train.csv", x, [f"c{i}" for i in range(200)])
+    write_csv(tmp_path / "new.csv", x[:20], [f"n{i}" for i in range(20)], columns=columns)
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", str(tmp_path / "train.csv"), "--id-column", "id", "--epochs", "2", "--out", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["detect", str(run), "--dataset", str(tmp_path / "new.csv"), "-o", str(tmp_path / "s.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "columns" in err
+    import re
+
+    assert re.search(message, err), err
+
+
+def test_cli_names_a_text_column_and_the_fix(tmp_path, capsys):
+    from aekit.cli import main
+
+    write_csv(tmp_path / "train.csv", low_rank(50, d=6), [f"c{i}" for i in range(50)])
+    assert main(["train", "--dataset", str(tmp_path / "train.csv"), "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "column 'id'" in err and "--id-column" in err and err.count("\n") == 1

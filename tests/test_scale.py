@@ -161,7 +161,7 @@ def test_cli_trains_and_resumes_on_streamed_shards(shards, tmp_path):
 
 def test_two_processes_match_one(tmp_path):
     np.save(tmp_path / "data.npy", table())
-    common = ["--dataset", "data.npy", "--hidden", "16", "--code-size", "3", "--batch-size", "50", "--no-progress"]
+    common = ["--dataset", "data.npy", "--model", "ae", "--hidden", "16", "--code-size", "3", "--batch-size", "50", "--no-progress"]
     assert main(["train", *common, "--epochs", "4", "--out", "one"]) == 0
     torchrun("-m", "aekit", "train", *common, "--epochs", "4", "--out", "two", cwd=tmp_path)
     torchrun("-m", "aekit", "train", *common, "--epochs", "2", "--out", "resumed", cwd=tmp_path)

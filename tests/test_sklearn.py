@@ -21,12 +21,23 @@ from aekit.sklearn import AutoencoderOutlierDetector, AutoencoderTransformer
 FAST = {"epochs": 5, "hidden": (8,), "batch_size": 64}
 
 
+def batch_dependent_rounding(estimator) -> dict[str, str]:
+    """The ensemble's batched matrix products (torch.baddbmm) round differently for different batch sizes:
+    scores of the same row scored alone or in a batch differ by about one float32 ulp (2e-7 relative)."""
+    if isinstance(estimator, AutoencoderOutlierDetector) and estimator.model == "ensemble":
+        return {"check_methods_subset_invariance": batch_dependent_rounding.__doc__, "check_methods_sample_order_invariance": batch_dependent_rounding.__doc__}
+    return {}
+
+
 @parametrize_with_checks(
     [
         AutoencoderTransformer(**FAST),
         AutoencoderTransformer(model="vae", **FAST),
         AutoencoderOutlierDetector(**FAST),
-    ]
+        AutoencoderOutlierDetector(model="ae", **FAST),
+    ],
+    expected_failed_checks=batch_dependent_rounding,
+    xfail_strict=False,
 )
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from . import __version__
 from .checkpoint import CONFIG, atomic_write, load, read_json
-from .data import Dataset, load_dataset
-from .runs import DATA, run_data
+from .data import Dataset, Scaling, load_dataset
+from .defaults import BATCH_SIZE, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, tabular_sizes
+from .runs import CALIBRATION, DATA, IN_MODEL, run_data
 from .errors import AekitError, ConfigError, DataError
 from .losses import squared_error
 from .apps.cli import add_commands as add_app_commands
@@ -40,6 +42,10 @@ def _sizes(text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.replace(",", " ").split())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected sizes like 1000,500,250, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -77,6 +83,44 @@ def _write_array(path: Path, **arrays: np.ndarray) -> None:
 # -- commands ----------------------------------------------------------------------------------
 
 
+UNIT_INTERVAL_LOSSES = ("bce", "bernoulli", "categorical")  # losses that need data in [0, 1], so min-max scaling
+
+
+def _tabular_setup(args: argparse.Namespace, data: Dataset, options: dict[str, Any]) -> tuple[str, Dataset, str | dict | None, list[str]]:
+    """For rows of features: the model (the detector ensemble unless --model), scaling inside the model where the
+    loss allows it (else min-max scaling of the data, saved in data.json), sizes from the data. Returns the model
+    name, the data, data.json's scaling and what was chosen, in words."""
+    name = args.model or "ensemble"
+    cls, chosen = model_class(name), []
+    if args.model is None:
+        chosen.append("model ensemble (an ensemble of small autoencoders; --model ae for one)")
+    if "input_scaling" not in getattr(cls, "fixed_options", {}) and options.get("loss") not in UNIT_INTERVAL_LOSSES and options.get("input_scaling", "standard") is not None:
+        options.setdefault("input_scaling", "standard")
+        if getattr(cls, "requires_likelihood", False):
+            options.setdefault("loss", "gaussian")
+        chosen.append(f"{options['input_scaling']} scaling learnt from the training rows, kept in the model")
+        scaling: str | dict | None = IN_MODEL
+    else:
+        fitted = Scaling.fit(data.x.numpy())
+        data = Dataset(torch.from_numpy(fitted.apply(data.x.numpy())), data.y, data.name, data.split, fitted, data.classes, data.ids, data.columns)
+        scaling = fitted.to_json()
+    for key, value in (tabular_sizes(data.shape[0]) if name == "ensemble" or args.model is None else {}).items():
+        if key not in options:
+            options[key] = value
+            chosen.append(f"{key} {value if not isinstance(value, tuple) else '-'.join(map(str, value))}")
+    if name == "ensemble":
+        options.setdefault("members", MEMBERS)
+    return name, data, scaling, chosen
+
+
+def _calibrate(run: Path, model, data: Dataset, calibration: np.ndarray) -> None:
+    """Score the held-out calibration rows and keep their scores in the run (the saved threshold's basis)."""
+    from .apps.detect import anomaly_scores
+
+    scores = anomaly_scores(model, data.x[torch.from_numpy(calibration)]) if len(calibration) else np.empty(0)
+    atomic_write(run / CALIBRATION, json.dumps({"rows": int(len(calibration)), "scores": scores.tolist()}))
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     rank, world = rank_and_world()
     is_main = rank == 0
@@ -94,30 +138,57 @@ def cmd_train(args: argparse.Namespace) -> None:
         data = run_data(run, None, None, args.data_dir, "train", stream=True)
         seed_everything(trainer.seed)  # a run killed before its first checkpoint restarts from the same weights
         model = get_model(config["model"], **config["options"])
-        trainer.fit(model, data, out=run, resume=True)
+        spec = read_json(run / DATA, "not a training run (no data.json)")
+        plan = RowPlan(**spec["rows"]) if spec.get("rows") and isinstance(data, Dataset) else None
+        calibration, rows = plan.split(len(data), trainer.seed) if plan else (np.empty(0, dtype=np.int64), None)
+        trainer.fit(model, data.x[rows] if rows is not None else data, out=run, resume=True)
         if is_main:
+            if plan:
+                _calibrate(run, model, data, calibration)
             print(f"resumed and finished {run}")
         return
 
     if args.stream:
         data = open_stream(args.dataset, split=args.split or "train")
     else:
-        data = load_dataset(args.dataset, split=args.split or "train", data_dir=args.data_dir, label_column=args.label_column)
+        data = load_dataset(
+            args.dataset, split=args.split or "train", data_dir=args.data_dir, label_column=args.label_column,
+            id_column=args.id_column, ignore_columns=args.ignore_columns, scaling=None,
+        )
     options = dict(args.option or [])
     for key in ("code_size", "hidden", "activation", "output_activation", "loss"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
-    model_class(args.model)  # an unknown model name fails before anything is written
-    run = Path(args.out) if args.out else _free_run_dir(args.model, args.dataset)
+    tabular = isinstance(data, Dataset) and len(data.shape) == 1
+    chosen: list[str] = []
+    scaling: str | dict | None = None
+    if tabular:
+        name, data, scaling, chosen = _tabular_setup(args, data, options)
+    else:
+        name = args.model or "ae"
+    model_class(name)  # an unknown model name fails before anything is written
+    ensemble_defaults = tabular and name == "ensemble"
+    plan = None
+    if isinstance(data, Dataset):
+        fraction = args.calibration_fraction if args.calibration_fraction is not None else TABULAR_CALIBRATION if tabular else IMAGE_CALIBRATION
+        plan = RowPlan(fraction, options.get("members", MEMBERS) if name == "ensemble" else None)
+    calibration, rows = plan.split(len(data), args.seed) if plan else (np.empty(0, dtype=np.int64), None)
+    batch_size = args.batch_size if args.batch_size is not None else BATCH_SIZE if ensemble_defaults else Trainer.batch_size
+    epochs = args.epochs
+    if epochs is None:
+        epochs = epochs_for(STEPS, len(rows), batch_size) if ensemble_defaults else Trainer.epochs
+        if ensemble_defaults:
+            chosen.append(f"{epochs} epochs of {batch_size} rows (about {STEPS} steps)")
+    run = Path(args.out) if args.out else _free_run_dir(name, args.dataset)
     trainer = Trainer(
         schedule=args.schedule,
         precision=args.precision,
         compile=args.compile,
-        epochs=Trainer.epochs if args.epochs is None else args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=args.lr if args.lr is not None else LR if ensemble_defaults else Trainer.lr,
         weight_decay=args.weight_decay,
-        val_fraction=args.val_fraction,
+        val_fraction=args.val_fraction if args.val_fraction is not None else 0.0 if ensemble_defaults else Trainer.val_fraction,
         optimizer=args.optimizer,
         pretrain_epochs=args.pretrain_epochs,
         binarize=args.binarize,
@@ -128,24 +199,34 @@ def cmd_train(args: argparse.Namespace) -> None:
         progress=not args.no_progress,
     )
     seed_everything(args.seed)
-    model = get_model(args.model, input_shape=data.shape, **options)
+    model = get_model(name, input_shape=data.shape, **options)
     spec = {
         "dataset": args.dataset,
         "split": data.split,
         "data_dir": str(Path(args.data_dir).resolve()) if args.data_dir else None,
         "label_column": args.label_column,
-        "scaling": data.scaling.to_json() if data.scaling else None,
+        "id_column": args.id_column,
+        "ignore_columns": args.ignore_columns,
+        "columns": getattr(data, "columns", None),
+        "scaling": scaling if tabular else (data.scaling.to_json() if getattr(data, "scaling", None) else None),
         "stream": args.stream,
+        "rows": plan.to_json() if plan else None,
     }
     ensure_new_run(run)
     if is_main:
         atomic_write(run / DATA, json.dumps(spec, indent=2))  # first, so that a killed run can be resumed
-    history = trainer.fit(model, data, out=run)
+        if chosen:
+            print(f"aekit: {len(data)} rows of {data.shape[0]} features: " + "; ".join(chosen), file=sys.stderr)
+        if getattr(data, "ids", None) is not None and len(set(data.ids)) < len(data.ids):
+            print(f"aekit: warning: {len(data.ids) - len(set(data.ids))} duplicate id(s) in column {args.id_column!r}", file=sys.stderr)
+    history = trainer.fit(model, data.x[rows] if rows is not None else data, out=run)
     if not is_main:
         return
+    if plan:
+        _calibrate(run, model, data, calibration)
     last = history[-1]
     losses = " ".join(f"{k}={last[k]:.4f}" for k in ("train_loss", "val_loss") if k in last)
-    print(f"trained {args.model} on {data.name} ({len(data)} samples) for {len(history)} epochs: {losses}; run folder: {run}")
+    print(f"trained {name} on {data.name} ({len(data)} samples, {len(calibration)} held out to calibrate thresholds) for {len(history)} epochs: {losses}; run folder: {run}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -174,11 +255,22 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_encode(args: argparse.Namespace) -> None:
     model = load(args.run, device="cpu")
-    data = _run_data(Path(args.run), args, "all")
+    data = run_data(Path(args.run), args.dataset_option or args.dataset, args.split, args.data_dir, "all", id_column=args.id_column, ignore_columns=args.ignore_columns)
     codes = encode(model, data.x)
     out = Path(args.output)
-    arrays = {"z": codes} if data.y is None or out.suffix != ".npz" else {"z": codes, "y": data.y.numpy()}
-    _write_array(out, **arrays)
+    if out.suffix == ".csv":  # ids (or row numbers) beside the codes
+        import pandas as pd
+
+        table = pd.DataFrame(codes, columns=[f"z{i}" for i in range(codes.shape[1])])
+        table.insert(0, "id", data.ids if data.ids is not None else np.arange(len(codes)))
+        atomic_write(out, table.to_csv(index=False))
+    else:
+        arrays = {"z": codes}
+        if out.suffix == ".npz" and data.y is not None:
+            arrays["y"] = data.y.numpy()
+        if out.suffix == ".npz" and data.ids is not None:
+            arrays["ids"] = np.asarray(data.ids)
+        _write_array(out, **arrays)
     print(f"wrote {codes.shape[0]} codes of size {codes.shape[1]} to {out}")
 
 
@@ -222,11 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model and write a run folder", description="Train a model and write a run folder (config, weights, metrics, resume state).")
-    train.add_argument("--model", default="ae", help="registered model name (see list-models; default: ae)")
+    train.add_argument("--model", help="registered model name (see list-models; default: ae for images, ensemble for rows of features)")
     train.add_argument("--dataset", default="digits", help="mnist, fashion-mnist, digits, odds:NAME or a file/folder path (default: digits)")
     train.add_argument("--split", choices=["train", "test", "all"], help="which part to train on (default: train)")
     train.add_argument("--data-dir", help="folder holding data files (default: $AEKIT_DATA, then ~/.cache/aekit)")
     train.add_argument("--label-column", help="label column of a CSV file")
+    train.add_argument("--id-column", help="a CSV column of row ids (names, keys): kept out of the features and written back in outputs")
+    train.add_argument("--ignore-columns", type=_names, help="CSV columns to drop, e.g. notes,timestamp")
+    train.add_argument("--calibration-fraction", type=float, help="share of rows held out, never trained on, to calibrate detection thresholds (default: 0.2 for rows of features, 0.05 for images)")
     train.add_argument("--code-size", type=int, help="size of the code z (default: the model's, 30)")
     train.add_argument("--hidden", type=_sizes, help="encoder hidden sizes, e.g. 1000,500,250 (the decoder mirrors them)")
     train.add_argument("--activation", help="hidden activation: relu, tanh, sigmoid, gelu, ...")
@@ -234,8 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--loss", help="reconstruction loss: mse, bce or l1")
     train.add_argument("--option", type=_option, action="append", metavar="KEY=VALUE", help="any other model option (repeatable), e.g. --option code_activation=sigmoid")
     train.add_argument("--epochs", type=int, help="passes over the data (default: 50; with --resume, a new total)")
-    train.add_argument("--batch-size", type=int, default=128, help="samples per step (default: 128)")
-    train.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
+    train.add_argument("--batch-size", type=int, help="samples per step (default: 128; 64 for the tabular ensemble)")
+    train.add_argument("--lr", type=float, help="learning rate (default: 1e-3; 3e-3 for the tabular ensemble)")
     train.add_argument("--optimizer", default="adam", help="adam, adamw or sgd (momentum 0.9) (default: adam)")
     train.add_argument("--schedule", default="constant", choices=["constant", "cosine"], help="learning rate: constant (default) or cosine decay to 0")
     train.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="fp32 (default), or mixed precision: bf16 (CPU or GPU), fp16 (GPU)")
@@ -245,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--binarize", action="store_true", help="dynamic binarisation: draw binary data ~ Bernoulli(x) for every batch")
     train.add_argument("--on-nonfinite", choices=["stop", "skip"], default="stop", help="a NaN/inf loss stops the run (default) or skips the batch and halves the learning rate")
     train.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty (default: 0)")
-    train.add_argument("--val-fraction", type=float, default=0.1, help="share held out for validation (default: 0.1)")
+    train.add_argument("--val-fraction", type=float, help="share held out for validation (default: 0.1; 0 for the tabular ensemble)")
     train.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default: off)")
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -262,10 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     encode = commands.add_parser("encode", help="write the codes of a data set to .npy", description="Encode a data set and write the codes (.npy, or .npz with labels).")
     encode.add_argument("run", help="run folder or saved model")
-    encode.add_argument("dataset", help="data set name or file/folder path to encode")
+    encode.add_argument("dataset", nargs="?", help="data set name or file/folder path to encode (default: the run's own)")
+    encode.add_argument("--dataset", dest="dataset_option", metavar="DATASET", help="the same, as an option like the other commands'")
     encode.add_argument("--split", choices=["train", "test", "all"], help="which part (default: all)")
     encode.add_argument("--data-dir", help="folder holding data files")
-    encode.add_argument("-o", "--output", default="codes.npy", help="output file, .npy or .npz (default: codes.npy)")
+    encode.add_argument("--id-column", help="CSV column of row ids, written beside the codes (default: the run's)")
+    encode.add_argument("--ignore-columns", type=_names, help="CSV columns to drop (default: the run's)")
+    encode.add_argument("-o", "--output", default="codes.npy", help="output file: .npy, .npz (with labels and ids) or .csv (id, z0, z1, ...) (default: codes.npy)")
     encode.set_defaults(func=cmd_encode)
 
     reconstruct = commands.add_parser("reconstruct", help="reconstruct samples to an image grid or array", description="Reconstruct samples: a grid of inputs and outputs (.png) or the reconstructions as an array (.npy).")

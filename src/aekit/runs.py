@@ -13,23 +13,55 @@ from .data.stream import StreamedDataset, open_stream
 from .errors import DataError
 
 DATA = "data.json"  # how the run's data was loaded, so later commands can load it the same way
+CALIBRATION = "calibration.json"  # anomaly scores of rows held out from training: the basis of saved thresholds
 RESULTS = "results"  # numbers (JSON) and pictures (PNG) of the application commands, for the report
 
 
-def run_data(run: Path, dataset: str | None, split: str | None, data_dir: str | None, default_split: str, *, stream: bool = False) -> Dataset | StreamedDataset:
+IN_MODEL = "in-model"  # data.json's scaling when the model scales raw rows itself (input_scaling)
+
+
+def run_data(
+    run: Path, dataset: str | None, split: str | None, data_dir: str | None, default_split: str, *, stream: bool = False,
+    id_column: str | None = None, ignore_columns: list[str] | None = None,
+) -> Dataset | StreamedDataset:
     """Load ``dataset`` (or the run's own data set) the way the run's training data was loaded.
 
     With ``stream``, a run trained on streamed data gets its data streamed again
-    (to resume training); other commands load it into memory.
+    (to resume training); other commands load it into memory. A data set other
+    than the run's own is read whole (``split="all"``) unless a split is named;
+    a CSV's id and ignored columns default to the run's. New rows whose columns
+    differ from the training data's are refused, naming the difference.
     """
     spec = read_json(run / DATA, "") if (run / DATA).exists() else {}
     name = dataset or spec.get("dataset")
     if name is None:
         raise DataError(f"{run} does not record its data set; name one with --dataset.")
-    scaling = Scaling.from_json(spec["scaling"]) if spec.get("scaling") else "minmax"
+    own = dataset is None or dataset == spec.get("dataset")
+    recorded = spec.get("scaling")
+    scaling = None if recorded == IN_MODEL else Scaling.from_json(recorded) if recorded else "minmax"
     if stream and spec.get("stream") and dataset is None:
         return open_stream(name, split=split or default_split, scaling=scaling)
-    return load_dataset(name, split=split or default_split, data_dir=data_dir or spec.get("data_dir"), scaling=scaling, label_column=spec.get("label_column"))
+    csv = str(name).lower().endswith(".csv")
+    data = load_dataset(
+        name, split=split or (default_split if own else "all"), data_dir=data_dir or spec.get("data_dir"), scaling=scaling,
+        label_column=spec.get("label_column"),
+        id_column=(id_column or spec.get("id_column")) if csv else None,
+        ignore_columns=(ignore_columns or spec.get("ignore_columns")) if csv else None,
+    )
+    check_columns(spec.get("columns"), data.columns, name)
+    return data
+
+
+def check_columns(trained: list[str] | None, given: list[str] | None, name: str) -> None:
+    """Refuse rows whose feature columns are not the training data's, naming what differs."""
+    if not trained or not given or list(trained) == list(given):
+        return
+    missing = [c for c in trained if c not in given]
+    extra = [c for c in given if c not in trained]
+    if missing or extra:
+        parts = [f"missing {missing}" if missing else "", f"not in the training data {extra}" if extra else ""]
+        raise DataError(f"{name}'s columns differ from the training data's: {'; '.join(p for p in parts if p)}; use the same columns (--ignore-columns drops extra ones).")
+    raise DataError(f"{name} has the training data's columns in another order; reorder them as {list(trained)}.")
 
 
 def save_result(run: Path, name: str, numbers: dict[str, Any], figure: Path | None = None) -> None:

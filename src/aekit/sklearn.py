@@ -24,7 +24,7 @@ from .apps.common import batched
 from .apps.detect import anomaly_scores, check_rate, conformal_pvalues, conformal_threshold, feature_contributions
 from .checkpoint import atomic_write, load, read_json, save
 from .errors import CheckpointError, ConfigError
-from .models.ensemble import member_subsamples
+from .defaults import BATCH_SIZE, LR, MEMBER_ROWS, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, tabular_sizes
 from .registry import get_model, model_class
 from .training import History, Trainer
 
@@ -280,7 +280,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         The cut on :meth:`score_samples` and on the anomaly score (``-offset_``).
     """
 
-    def __init__(self, model: str = "ensemble", code_size: int | str = "auto", hidden: tuple[int, ...] | str = "auto", activation: str = "relu", loss: str | None = None, output_activation: str = "identity", model_options: dict[str, Any] | None = None, epochs: int | str = "auto", batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 0.0, val_fraction: float = 0.0, device: str = "cpu", random_state: int | np.random.RandomState | None = None, verbose: bool = False, members: int = 8, max_rows: int = 256, steps: int = 200, input_scaling: str | None = "standard", false_alarm_rate: float = 0.05, calibration_fraction: float = 0.2, contamination: float | None = None) -> None:  # fmt: skip
+    def __init__(self, model: str = "ensemble", code_size: int | str = "auto", hidden: tuple[int, ...] | str = "auto", activation: str = "relu", loss: str | None = None, output_activation: str = "identity", model_options: dict[str, Any] | None = None, epochs: int | str = "auto", batch_size: int = BATCH_SIZE, lr: float = LR, weight_decay: float = 0.0, val_fraction: float = 0.0, device: str = "cpu", random_state: int | np.random.RandomState | None = None, verbose: bool = False, members: int = MEMBERS, max_rows: int = MEMBER_ROWS, steps: int = STEPS, input_scaling: str | None = "standard", false_alarm_rate: float = 0.05, calibration_fraction: float = TABULAR_CALIBRATION, contamination: float | None = None) -> None:  # fmt: skip
         super().__init__(model, code_size, hidden, activation, loss, output_activation, model_options, epochs, batch_size, lr, weight_decay, val_fraction, device, random_state, verbose)  # fmt: skip
         self.members = members
         self.max_rows = max_rows
@@ -299,19 +299,16 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=True, ensure_min_samples=2)
         rng = check_random_state(self.random_state)
         n, d = X.shape
-        order = rng.permutation(n)
-        n_cal = min(int(round(self.calibration_fraction * n)), n - 1)
         if self.contamination is None:
             rate = check_rate(self.false_alarm_rate)
-            if n_cal < 1:
+            if min(int(round(self.calibration_fraction * n)), n - 1) < 1:
                 raise ConfigError(f"{n} rows leave none to calibrate the threshold; raise calibration_fraction or set contamination.")
-        train = order[n_cal:]
-        options, used, epochs = self._plan(len(train), d, rng)
-        data = torch.from_numpy(np.asarray(X[train[used]], dtype=np.float32))
+        options = self._plan_options(d)
+        plan = RowPlan(self.calibration_fraction, options.get("members") if self.model == "ensemble" else None, self.max_rows)
+        calibration, used = plan.split(n, int(rng.randint(np.iinfo(np.int32).max)))
+        data = torch.from_numpy(np.asarray(X, dtype=np.float32))[used]
+        epochs = epochs_for(self.steps, len(data), self.batch_size) if self.epochs == "auto" else self.epochs
         self._train(options, data, epochs, rng)
-        # every row no member trained on is a calibration row: the held-out ones, and those no subsample drew
-        unused = np.setdiff1d(np.arange(len(train)), used.numpy().ravel()) if n_cal else np.empty(0, dtype=np.int64)
-        calibration = np.concatenate([order[:n_cal], train[unused]])
         self.calibration_scores_ = anomaly_scores(self.model_, X[calibration]) if len(calibration) else np.empty(0)
         if self.contamination is None:
             self.threshold_ = conformal_threshold(self.calibration_scores_, rate)
@@ -320,25 +317,19 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         self.offset_ = -self.threshold_
         return self
 
-    def _plan(self, n: int, d: int, rng: np.random.RandomState) -> tuple[dict[str, Any], torch.Tensor, int]:
-        """Model options, the training rows (indices into the ``n`` training rows; ``(rows, members)`` for the
-        ensemble, one subsample per member) and the epochs: the "auto" choices."""
+    def _plan_options(self, d: int) -> dict[str, Any]:
+        """The model's options for rows of ``d`` features, "auto" sizes resolved (aekit.defaults)."""
+        auto = tabular_sizes(d)
         sizes = {
-            "code_size": max(2, math.ceil(d / 4)) if self.code_size == "auto" else self.code_size,
-            "hidden": (min(256, max(8, 2 * d)),) if self.hidden == "auto" else tuple(self.hidden),
+            "code_size": auto["code_size"] if self.code_size == "auto" else self.code_size,
+            "hidden": auto["hidden"] if self.hidden == "auto" else tuple(self.hidden),
         }
         options = self._model_options(d, sizes)
         if "input_scaling" not in getattr(model_class(self.model), "fixed_options", {}):
             options.setdefault("input_scaling", self.input_scaling)
-        used = torch.arange(n)
         if self.model == "ensemble":
             options.setdefault("members", self.members)
-            generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-            used = member_subsamples(n, options["members"], self.max_rows, generator)
-        epochs = self.epochs
-        if epochs == "auto":  # a budget in steps: the same work for 200 rows or 200,000
-            epochs = max(1, round(self.steps / math.ceil(len(used) / self.batch_size)))
-        return options, used, epochs
+        return options
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Normality per sample (higher = more normal): minus the anomaly score."""

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from ..checkpoint import atomic_write, load
-from ..errors import DataError
+from ..checkpoint import atomic_write, load, read_json
+from ..errors import CheckpointError, ConfigError, DataError
 from ..plotting import image_grid
-from ..runs import run_data, save_result
+from ..runs import CALIBRATION, run_data, save_result
 
 
 def _ints(text: str) -> list[int]:
@@ -22,7 +25,10 @@ def _ints(text: str) -> list[int]:
 
 
 def _data(args: argparse.Namespace, default_split: str):
-    return run_data(Path(args.run), args.dataset, args.split, args.data_dir, default_split)
+    return run_data(
+        Path(args.run), args.dataset, args.split, args.data_dir, default_split,
+        id_column=getattr(args, "id_column", None), ignore_columns=getattr(args, "ignore_columns", None),
+    )
 
 
 def _images(model) -> None:
@@ -56,22 +62,63 @@ def cmd_denoise(args):
 
 
 def cmd_detect(args):
-    from .detect import detect, plot_score_histogram
+    from .detect import detect, feature_contributions, plot_score_histogram
 
+    run = Path(args.run)
     model, data = load(args.run), _data(args, "test")
     if args.normal_class is not None:
         if data.y is None:
             raise DataError(f"{data.name} has no labels, so --normal-class cannot mark anomalies.")
         anomalous = (data.y != args.normal_class).numpy()
-    elif data.y is not None and set(data.y.unique().tolist()) <= {0, 1}:
+    elif data.y is not None and set(data.y.unique().tolist()) <= {0, 1} and len(data.y.unique()) == 2:
         anomalous = data.y.numpy().astype(bool)  # the ODDS convention: 1 = outlier
     else:
         anomalous = None
+    out = Path(args.output)
+    if out.suffix.lower() not in (".csv", ".png"):
+        raise ConfigError(f"cannot write {out}: use a .csv file (one line per sample) or a .png file (the score histogram).")
+    calibration = None
+    if args.contamination is None and args.percentile is None and (run / CALIBRATION).is_file():
+        saved = read_json(run / CALIBRATION, "not a calibration file")
+        calibration = np.asarray(saved.get("scores", []) if isinstance(saved, dict) else [], dtype=np.float64)
+        if not len(calibration) or not np.isfinite(calibration).all():
+            raise CheckpointError(f"{run / CALIBRATION} holds no usable calibration scores; pass --contamination or --percentile.")
+    elif args.contamination is None and args.percentile is None:
+        print(f"aekit: {run} has no calibration scores (trained before aekit saved them): flagging the top 10% of the scored rows", file=sys.stderr)
     reference = _data(argparse.Namespace(**{**vars(args), "split": args.reference_split}), "train").x if args.reference_split else None
-    contamination = None if args.percentile is not None else args.contamination
-    result = detect(model, data.x, anomalous, reference=reference, contamination=contamination, percentile=args.percentile)
-    plot_score_histogram(result, anomalous, args.output, title=f"{data.name} [{data.split}]")
-    _report(args.run, "detect", result.summary(), Path(args.output))
+    result = detect(
+        model, data.x, anomalous, calibration=calibration, false_alarm_rate=args.false_alarm_rate,
+        reference=reference, contamination=args.contamination, percentile=args.percentile,
+    )
+    if data.ids is not None and len(set(data.ids)) < len(data.ids):
+        print(f"aekit: warning: {len(data.ids) - len(set(data.ids))} duplicate id(s) in {data.name}", file=sys.stderr)
+    if out.suffix.lower() == ".csv":
+        write_scores(out, result, data, model, feature_contributions)
+    else:
+        plot_score_histogram(result, anomalous, out, title=f"{data.name} [{data.split}]")
+    save_result(run, "detect", result.summary(), out if out.suffix.lower() == ".png" else None)
+    print(json.dumps({**result.summary(), "wrote": [str(out)]}, indent=2))
+
+
+def write_scores(path: Path, result, data, model, contributions, top: int = 3) -> None:
+    """One line per sample: id, score, p-value, flagged and, for flagged rows, the features that contribute most."""
+    import pandas as pd
+
+    table = pd.DataFrame({"id": data.ids if data.ids is not None else np.arange(len(result.scores)), "score": result.scores})
+    if result.pvalues is not None:
+        table["pvalue"] = result.pvalues
+    table["flagged"] = result.predictions.astype(bool)
+    flagged = np.flatnonzero(result.predictions)
+    names = data.columns or [str(j) for j in range(int(np.prod(model.input_shape)))]
+    table["top_features"] = ""
+    if len(flagged) and len(model.input_shape) == 1:
+        shares = contributions(model, data.x[torch.from_numpy(flagged)])
+        for row, share in zip(flagged, shares):
+            best = np.argsort(share)[::-1][:top]
+            table.loc[row, "top_features"] = " ".join(f"{names[j]}:{share[j]:.2f}" for j in best)
+    buffer = io.StringIO()
+    table.to_csv(buffer, index=False)
+    atomic_write(path, buffer.getvalue())
 
 
 def cmd_protocol(args):
@@ -187,6 +234,8 @@ def _data_args(p: argparse.ArgumentParser, split_help: str) -> None:
     p.add_argument("--dataset", help="data set name or path (default: the run's own)")
     p.add_argument("--split", choices=["train", "test", "all"], help=split_help)
     p.add_argument("--data-dir", help="folder holding data files")
+    p.add_argument("--id-column", help="CSV column of row ids, kept out of the features (default: the run's)")
+    p.add_argument("--ignore-columns", type=lambda t: [c.strip() for c in t.split(",") if c.strip()], help="CSV columns to drop (default: the run's)")
 
 
 def add_commands(commands, sizes, option) -> None:
@@ -207,13 +256,14 @@ def add_commands(commands, sizes, option) -> None:
     p.add_argument("-o", "--output", default="denoise.png")
     p.set_defaults(func=cmd_denoise)
 
-    p = commands.add_parser("detect", help="anomaly scores, threshold, predictions, ROC AUC", description="Score every sample (reconstruction error; negative ELBO for a VAE), threshold, and evaluate when labels exist.")
-    _data_args(p, "which part to score (default: test)")
+    p = commands.add_parser("detect", help="anomaly scores, saved threshold, flagged rows by id, ROC AUC", description="Score every sample (the model's anomaly score: reconstruction error, code density, minus the ELBO for a VAE), flag those whose conformal p-value against the run's calibration scores is at most --false-alarm-rate, and evaluate when labels exist. -o scores.csv writes one line per sample (id, score, pvalue, flagged, top_features); -o scores.png the histogram.")
+    _data_args(p, "which part to score (default: test for the run's own data, all for another file)")
     p.add_argument("--normal-class", type=int, help="label of the normal class (others are anomalies); by default 0/1 labels are read as 1 = anomaly")
-    p.add_argument("--contamination", type=float, default=0.1, help="share flagged among the reference scores (default: 0.1)")
-    p.add_argument("--percentile", type=float, help="flag scores above this percentile of the reference scores instead")
-    p.add_argument("--reference-split", choices=["train", "test", "all"], help="split whose scores set the threshold (default: the scored data)")
-    p.add_argument("-o", "--output", default="scores.png")
+    p.add_argument("--false-alarm-rate", type=float, default=0.05, help="share of normal samples that may be flagged: the saved threshold (default: 0.05)")
+    p.add_argument("--contamination", type=float, help="instead, flag this share of the reference scores")
+    p.add_argument("--percentile", type=float, help="instead, flag scores above this percentile of the reference scores")
+    p.add_argument("--reference-split", choices=["train", "test", "all"], help="with --contamination/--percentile: the split whose scores set the threshold (default: the scored data)")
+    p.add_argument("-o", "--output", default="scores.png", help="scores.csv (one line per sample) or scores.png (histogram) (default: scores.png)")
     p.set_defaults(func=cmd_detect)
 
     p = commands.add_parser("protocol", help="run an anomaly-detection protocol (MNIST one-class, ODDS)", description="Train and score detectors under a standard protocol: mnist-one-class (train on one digit, test on all) or odds (stratified 60/40 split, several seeds).")

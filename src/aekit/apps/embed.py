@@ -78,7 +78,8 @@ def plot_embedding(embedding: Embedding, path, title: str = ""):
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), layout="constrained")
     for ax, (name, points) in zip(axes, (("autoencoder code", embedding.autoencoder), ("PCA of the inputs", embedding.pca))):
         key = "autoencoder" if name.startswith("auto") else "pca"
-        scatter = ax.scatter(points[:, 0], points[:, 1], c=embedding.labels if embedding.labels is not None else "tab:blue", cmap="tab10", s=4, alpha=0.8)
+        colours = {"c": embedding.labels, "cmap": "tab10"} if embedding.labels is not None else {"c": "tab:blue"}
+        scatter = ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.8, **colours)
         numbers = f"trustworthiness {embedding.trustworthiness[key]:.3f}"
         if key in embedding.knn_accuracy:
             numbers += f", k-NN accuracy {embedding.knn_accuracy[key]:.3f}"

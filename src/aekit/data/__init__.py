@@ -44,6 +44,8 @@ def load_dataset(
     *,
     scaling: Scaling | str | None = "minmax",
     label_column: str | int | None = None,
+    id_column: str | None = None,
+    ignore_columns: list[str] | None = None,
     download: bool = True,
 ) -> Dataset:
     """Load a data set by name or path.
@@ -64,6 +66,10 @@ def load_dataset(
         ``Dataset.scaling``) to scale new data like the training data.
     label_column : str or int, optional
         The label column of a CSV file (default: a column named label, y, target or class).
+    id_column : str, optional
+        A CSV column of row ids (names, keys): kept out of the features, in ``Dataset.ids``.
+    ignore_columns : list of str, optional
+        CSV columns to drop (non-numeric notes, timestamps, ...).
     download : bool
         Download MNIST / Fashion-MNIST when missing (checksums are verified).
 
@@ -79,11 +85,14 @@ def load_dataset(
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}.{suggest(split, SPLITS)} Choose one of: {', '.join(SPLITS)}.")
-    raw = _read(str(name), split, data_dir, label_column, download)
+    path = Path(str(name)).expanduser()
+    if (id_column or ignore_columns) and path.suffix.lower() != ".csv":
+        raise DataError(f"--id-column and --ignore-columns apply to CSV files; {name} is not one.")
+    raw = _read(str(name), split, data_dir, label_column, download, id_column, ignore_columns)
     return build(raw, str(name), split, scaling)
 
 
-def _read(name: str, split: str, data_dir, label_column, download: bool) -> RawData:
+def _read(name: str, split: str, data_dir, label_column, download: bool, id_column=None, ignore_columns=None) -> RawData:
     roots = data_roots(data_dir)
     if name in NAMED:
         return NAMED[name](split, roots, download)
@@ -94,11 +103,13 @@ def _read(name: str, split: str, data_dir, label_column, download: bool) -> RawD
         return read_image_folder(path)
     if path.is_file():
         if path.suffix.lower() == ".csv":
-            return read_csv(path, label_column)
+            return read_csv(path, label_column, id_column, ignore_columns)
         reader = _FILE_READERS.get(path.suffix.lower())
         if reader is None:
             raise DataError(f"cannot read {path}: use a .npy, .npz, .csv or .mat file, or a folder of images.")
         return reader(path)
+    if path.suffix or "/" in name:
+        raise DataError(f"{path} not found: no such file or folder.")
     raise DataError(
         f"unknown data set {name!r}.{suggest(name, NAMED)} Use one of {', '.join(NAMED)}, "
         "'odds:<name>', or the path of a .npy/.npz/.csv/.mat file or an image folder."

@@ -73,6 +73,10 @@ class Dataset:
         The min-max scaling applied to tabular data (None for images and raw data).
     classes : list of str or None
         Label names, when labels are categories with names.
+    ids : list of str or None
+        Row ids (a CSV's id column), in the order of the rows.
+    columns : list of str or None
+        Feature names (a CSV header).
     """
 
     x: Tensor
@@ -81,6 +85,8 @@ class Dataset:
     split: str = "all"
     scaling: Scaling | None = None
     classes: list[str] | None = field(default=None)
+    ids: list[str] | None = field(default=None, repr=False)
+    columns: list[str] | None = field(default=None, repr=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -110,6 +116,10 @@ class RawData:
     classes: list[str] | None = None
     #: True when the source already returned the requested split (MNIST's own train/test files).
     presplit: bool = False
+    #: Row ids (a CSV's id column), kept out of the features.
+    ids: list[str] | None = None
+    #: Feature names (a CSV header), in the order of the features.
+    columns: list[str] | None = None
 
 
 def fixed_split(n: int, split: str) -> np.ndarray:
@@ -143,7 +153,8 @@ def build(raw: RawData, name: str, split: str, scaling: Scaling | str | None) ->
     labels = None if y is None else torch.as_tensor(np.asarray(y[rows]).astype(np.int64).reshape(-1))
     if len(values) == 0:
         raise DataError(f"the {split!r} split of {name} is empty; use split='all'.")
-    return Dataset(torch.from_numpy(np.ascontiguousarray(values)), labels, name, split, fitted, raw.classes)
+    ids = None if raw.ids is None else [raw.ids[i] for i in np.arange(len(x))[rows]]
+    return Dataset(torch.from_numpy(np.ascontiguousarray(values)), labels, name, split, fitted, raw.classes, ids, raw.columns)
 
 
 def check_finite(x: np.ndarray | Tensor, name: str) -> None:

@@ -118,16 +118,30 @@ def _is_number(cell: str) -> bool:
         return False
 
 
-def read_csv(path: Path, label_column: str | int | None = None) -> RawData:
-    """Numeric columns, an optional header row and an optional label column.
+def _sniff_delimiter(path: Path) -> str:
+    """The CSV's delimiter: comma, semicolon, tab or pipe, guessed from its first lines (comma when unsure)."""
+    with open(path, newline="") as f:
+        sample = f.read(64 * 1024)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
 
-    The label column is ``label_column`` (a header name or a 0-based index)
-    or, if that is None, the first header named one of :data:`LABEL_NAMES`.
-    Labels may be numbers or names (names become ``classes``).
+
+def read_csv(path: Path, label_column: str | int | None = None, id_column: str | None = None, ignore_columns: list[str] | None = None) -> RawData:
+    """Numeric columns, an optional header row, an optional label column and an optional id column.
+
+    The delimiter (comma, semicolon, tab or pipe) is sniffed. The label column
+    is ``label_column`` (a header name or a 0-based index) or, if that is
+    None, the first header named one of :data:`LABEL_NAMES`. Labels may be
+    numbers or names (names become ``classes``). The ``id_column``'s values
+    are kept as strings in ``ids``, out of the features; ``ignore_columns``
+    are dropped.
     """
     try:
+        delimiter = _sniff_delimiter(path)
         with open(path, newline="") as f:
-            rows = [row for row in csv.reader(f) if row]
+            rows = [row for row in csv.reader(f, delimiter=delimiter) if row]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path} is not a readable CSV file ({exc}).") from None
     if not rows:
@@ -136,11 +150,19 @@ def read_csv(path: Path, label_column: str | int | None = None) -> RawData:
     body = rows[1:] if header else rows
     columns = [c.strip() for c in header] if header else [str(i) for i in range(len(rows[0]))]
     label_index = _label_index(columns, label_column, header is not None, path)
+    named = {}
+    for role, name in [("id", id_column), *(("ignored", c) for c in ignore_columns or [])]:
+        if name is None:
+            continue
+        if name not in columns:
+            raise DataError(f"{path} has no column {name!r} (the {role} column); its columns are {columns}.")
+        named[columns.index(name)] = role
+    id_index = next((i for i, role in named.items() if role == "id"), None)
 
     width = len(columns)
-    features = [i for i in range(width) if i != label_index]
+    features = [i for i in range(width) if i != label_index and i not in named]
     x = np.empty((len(body), len(features)), dtype=np.float64)
-    labels = []
+    labels, ids = [], []
     first_line = 2 if header else 1
     for r, row in enumerate(body):
         line = first_line + r
@@ -150,16 +172,20 @@ def read_csv(path: Path, label_column: str | int | None = None) -> RawData:
             try:
                 x[r, j] = float(row[i])
             except ValueError:
+                if not row[i].strip():
+                    raise DataError(f"{path}, line {line}, column {columns[i]!r} is empty; fill in or impute the value, or drop the row.") from None
                 raise DataError(
-                    f"{path}, line {line}, column {columns[i]!r}: {row[i]!r} is not a number; "
-                    "fix the cell, or name this column as the label column."
+                    f"{path}, line {line}, column {columns[i]!r}: {row[i]!r} is not a number; if the column holds "
+                    "names or ids, pass --id-column / --ignore-columns (id_column= / ignore_columns=), or fix the cell."
                 ) from None
         if label_index is not None:
             labels.append(row[label_index].strip())
+        if id_index is not None:
+            ids.append(row[id_index].strip())
     if not len(body):
         raise DataError(f"{path} has a header but no data rows.")
     y, classes = _encode_labels(labels) if label_index is not None else (None, None)
-    return RawData(x, y, classes=classes)
+    return RawData(x, y, classes=classes, ids=ids if id_index is not None else None, columns=[columns[i] for i in features] if header else None)
 
 
 def _label_index(columns: list[str], label_column: str | int | None, has_header: bool, path: Path) -> int | None:

@@ -1,0 +1,72 @@
+"""Defaults sized to the data: what the CLI and the scikit-learn detector choose for rows of ``d`` features.
+
+One place for the "auto" choices, so that ``aekit train`` on a CSV file and
+``AutoencoderOutlierDetector()`` build the same detector: an ensemble of small
+autoencoders (``ensemble``), inputs standardised inside the model, a code of
+``ceil(d / 4)`` units and one hidden layer of ``2 d`` (at most 256), each
+member trained on its own subsample of at most 256 rows for about 200
+optimiser steps, whatever the number of rows (benchmarks/results/detection.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .models.ensemble import member_subsamples
+
+MEMBERS = 8  # autoencoders in the ensemble
+MEMBER_ROWS = 256  # rows in each member's subsample (as isolation forests draw 256 per tree)
+STEPS = 200  # optimiser steps of the whole training
+BATCH_SIZE = 64
+LR = 3e-3
+TABULAR_CALIBRATION = 0.2  # share of rows held out to calibrate thresholds, tabular data
+IMAGE_CALIBRATION = 0.05  # and image data (more rows, so a smaller share suffices)
+
+
+def tabular_sizes(n_features: int) -> dict[str, object]:
+    """Code and hidden sizes for rows of ``n_features`` features."""
+    return {"code_size": max(2, math.ceil(n_features / 4)), "hidden": (min(256, max(8, 2 * n_features)),)}
+
+
+def epochs_for(steps: int, n_samples: int, batch_size: int) -> int:
+    """The epochs that make about ``steps`` optimiser steps over ``n_samples`` samples."""
+    return max(1, round(steps / math.ceil(n_samples / batch_size)))
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    """Which rows train and which calibrate: reproducible from the seed, so a resumed run splits alike.
+
+    Attributes
+    ----------
+    calibration_fraction : float
+        Share of the rows held out, never trained on, to calibrate thresholds.
+    members : int or None
+        For the ensemble: one subsample of at most ``member_rows`` rows per member.
+    """
+
+    calibration_fraction: float
+    members: int | None = None
+    member_rows: int = MEMBER_ROWS
+
+    def split(self, n: int, seed: int) -> tuple[np.ndarray, Tensor]:
+        """``(calibration rows, training rows)`` of ``n`` rows; training rows are ``(rows, members)`` for the ensemble.
+
+        Rows that no member's subsample drew join the calibration rows: no member trained on them.
+        """
+        order = np.random.RandomState(seed % 2**32).permutation(n)
+        n_cal = min(int(round(self.calibration_fraction * n)), n - 1)
+        train = order[n_cal:]
+        if self.members is None:
+            return order[:n_cal], torch.from_numpy(train)
+        picks = member_subsamples(len(train), self.members, self.member_rows, torch.Generator().manual_seed(seed))
+        unused = np.setdiff1d(np.arange(len(train)), picks.numpy().ravel()) if n_cal else np.empty(0, dtype=np.int64)
+        return np.concatenate([order[:n_cal], train[unused]]), torch.from_numpy(train)[picks]
+
+    def to_json(self) -> dict[str, object]:
+        return {"calibration_fraction": self.calibration_fraction, "members": self.members, "member_rows": self.member_rows}
