@@ -291,3 +291,19 @@ def test_cli_names_a_text_column_and_the_fix(tmp_path, capsys):
     assert main(["train", "--dataset", str(tmp_path / "train.csv"), "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "column 'id'" in err and "--id-column" in err and err.count("\n") == 1
+
+
+def test_cli_detect_on_images_draws_anomaly_maps_for_the_report(tmp_path, capsys):
+    from aekit.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--epochs", "2", "--code-size", "4", "--hidden", "16", "--out", str(run), "--no-progress"]) == 0
+    assert json.loads((run / "calibration.json").read_text())["rows"] == round(0.05 * 1438)
+    capsys.readouterr()
+    assert main(["detect", str(run), "--normal-class", "3", "-o", str(tmp_path / "hist.png")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    maps = run / "results" / "detect_maps.png"
+    assert str(maps) in printed["wrote"] and maps.read_bytes()[:4] == b"\x89PNG"
+    assert printed["roc_auc"] is not None and "conformal" in printed["rule"]
+    assert main(["report", str(run), "-o", str(tmp_path / "report.html")]) == 0
+    assert 'id="anomaly-maps"' in (tmp_path / "report.html").read_text()

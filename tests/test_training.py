@@ -75,7 +75,7 @@ def test_an_existing_run_is_never_overwritten(tmp_path):
 def test_run_folder_contents(tmp_path):
     history = aekit.fit(digits_model(), aekit.load_dataset("digits"), epochs=3, out=tmp_path / "run", progress=False)
     names = {p.name for p in (tmp_path / "run").iterdir()}
-    assert names == {"config.json", "trainer.json", "model.safetensors", "last.safetensors", RESUME, "metrics.csv", "reconstructions.png"}
+    assert names == {"config.json", "trainer.json", "model.safetensors", "last.safetensors", RESUME, "metrics.csv", "reconstructions.png", ".lock"}
     lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert lines[0].startswith("epoch,train_loss,train_reconstruction,val_loss") and len(lines) == 4
     assert float(lines[-1].split(",")[1]) == pytest.approx(history[-1]["train_loss"])

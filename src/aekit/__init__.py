@@ -3,6 +3,7 @@
 from .checkpoint import load, save
 from .data import Dataset, load_dataset
 from .data.stream import StreamedDataset, open_stream
+from .export import export_onnx
 from .errors import AekitError, CheckpointError, ConfigError, DataError, DownloadError, TrainingError
 from .models import AEOutput, Autoencoder
 from .registry import get_model, list_models, register_model
@@ -23,6 +24,7 @@ __all__ = [
     "StreamedDataset",
     "Trainer",
     "TrainingError",
+    "export_onnx",
     "fit",
     "get_model",
     "list_models",

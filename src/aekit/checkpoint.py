@@ -8,6 +8,7 @@ fills it from safetensors: no code is ever unpickled.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -20,6 +21,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks
+    fcntl = None
 
 from .errors import AekitError, CheckpointError
 from .registry import model_class
@@ -40,6 +46,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     payload = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; the user's umask decides, as for open()
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
@@ -53,6 +60,55 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
+
+
+LOCK = ".lock"
+_held: dict[Path, list] = {}  # run folders this process has locked: [file descriptor, depth]
+
+
+@contextlib.contextmanager
+def lock_run(run: Path):
+    """Hold an exclusive lock on the run folder ``run`` (created if needed) while the block runs.
+
+    A second process that writes into the same folder at the same time gets a
+    :class:`CheckpointError` naming the holder, instead of both runs mixing
+    their files. Re-entrant within one process; released when the process
+    ends, however it ends. Where ``fcntl`` is missing (Windows) it does nothing.
+    """
+    run = Path(run).resolve()
+    if run in _held or fcntl is None:
+        if run in _held:
+            _held[run][1] += 1
+        try:
+            yield
+        finally:
+            if run in _held:
+                _held[run][1] -= 1
+        return
+    run.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise CheckpointError(f"{run} is being written by another aekit process (pid {holder}); wait for it to finish, or choose another --out.") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _held[run] = [fd, 1]
+    try:
+        yield
+    finally:
+        _held[run][1] -= 1
+        if not _held[run][1]:
+            del _held[run]
+            os.close(fd)  # closing releases the lock
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:

@@ -7,6 +7,7 @@ exit status 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import sys
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoint import CONFIG, atomic_write, load, read_json
+from .checkpoint import CONFIG, LOCK, atomic_write, load, lock_run, read_json
 from .data import Dataset, Scaling, load_dataset
 from .defaults import BATCH_SIZE, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, tabular_sizes
 from .runs import CALIBRATION, DATA, IN_MODEL, run_data
@@ -30,7 +31,7 @@ from .data.stream import open_stream
 from .training import Trainer, evaluate_losses, seed_everything
 from .training.allocator import tune_allocator
 from .training.distributed import finish, rank_and_world
-from .training.trainer import TRAINER, ensure_new_run
+from .training.trainer import TRAINER, check_seed, ensure_new_run
 
 
 
@@ -46,6 +47,11 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _progress(args: argparse.Namespace) -> bool | str:
+    """The Trainer's progress setting: a bar (lines when piped), lines only, or nothing."""
+    return False if args.quiet else "lines" if args.no_progress else True
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -104,8 +110,8 @@ def _tabular_setup(args: argparse.Namespace, data: Dataset, options: dict[str, A
         fitted = Scaling.fit(data.x.numpy())
         data = Dataset(torch.from_numpy(fitted.apply(data.x.numpy())), data.y, data.name, data.split, fitted, data.classes, data.ids, data.columns)
         scaling = fitted.to_json()
-    for key, value in (tabular_sizes(data.shape[0]) if name == "ensemble" or args.model is None else {}).items():
-        if key not in options:
+    for key, value in tabular_sizes(data.shape[0]).items():  # sized from the data, not the image defaults
+        if key not in options and key not in getattr(cls, "fixed_options", {}):
             options[key] = value
             chosen.append(f"{key} {value if not isinstance(value, tuple) else '-'.join(map(str, value))}")
     if name == "ensemble":
@@ -122,18 +128,36 @@ def _calibrate(run: Path, model, data: Dataset, calibration: np.ndarray) -> None
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """Train, holding the run folder's lock (rank 0) from the first file written to the last."""
+    check_seed(args.seed)
+    rank, _ = rank_and_world()
+    run = Path(args.resume or args.out) if (args.resume or args.out) else None
+    if run is not None and run.exists() and not run.is_dir():
+        raise ConfigError(f"{'--resume' if args.resume else '--out'} {run} is a file; name a folder for the run.")
+    if run is not None and not args.resume and run.is_dir() and any(p.name != LOCK for p in run.iterdir()) and not (run / DATA).exists():
+        raise ConfigError(f"--out {run} is a folder that holds other files, not an aekit run; name a new or empty folder.")
+    with lock_run(run) if run is not None and rank == 0 else contextlib.nullcontext():
+        _train(args)
+
+
+def _train(args: argparse.Namespace) -> None:
     rank, world = rank_and_world()
     is_main = rank == 0
     if world > 1 and not (args.out or args.resume):
         raise ConfigError(f"with {world} processes, name the run folder with --out, so that every process writes to the same one.")
+    check_seed(args.seed)
     if args.resume:
+        defaults = _train_defaults()
+        changed = [f"--{k.replace('_', '-')}" for k, v in vars(args).items() if k not in RESUME_MAY_CHANGE and v != defaults.get(k)]
+        if changed:
+            raise ConfigError(f"--resume continues a run with its own settings; remove {', '.join(changed)} (only --epochs, --device, --data-dir, --no-progress and --quiet may be given).")
         run = Path(args.resume)
         config = read_json(run / CONFIG, "not a training run (no config.json)")
         settings = read_json(run / TRAINER, "not a training run (no trainer.json)")
         for key in ("epochs", "device"):
             if getattr(args, key) is not None:
                 settings[key] = getattr(args, key)
-        settings["progress"] = not args.no_progress
+        settings["progress"] = _progress(args)
         trainer = Trainer.from_settings(settings, run / TRAINER)
         data = run_data(run, None, None, args.data_dir, "train", stream=True)
         seed_everything(trainer.seed)  # a run killed before its first checkpoint restarts from the same weights
@@ -153,7 +177,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     else:
         data = load_dataset(
             args.dataset, split=args.split or "train", data_dir=args.data_dir, label_column=args.label_column,
-            id_column=args.id_column, ignore_columns=args.ignore_columns, scaling=None,
+            id_column=args.id_column, ignore_columns=args.ignore_columns, image_size=args.image_size, scaling=None,
         )
     options = dict(args.option or [])
     for key in ("code_size", "hidden", "activation", "output_activation", "loss"):
@@ -196,7 +220,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         patience=args.patience,
         device=args.device or "auto",
         seed=args.seed,
-        progress=not args.no_progress,
+        progress=_progress(args),
     )
     seed_everything(args.seed)
     model = get_model(name, input_shape=data.shape, **options)
@@ -207,6 +231,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         "label_column": args.label_column,
         "id_column": args.id_column,
         "ignore_columns": args.ignore_columns,
+        "image_size": args.image_size,
         "columns": getattr(data, "columns", None),
         "scaling": scaling if tabular else (data.scaling.to_json() if getattr(data, "scaling", None) else None),
         "stream": args.stream,
@@ -275,6 +300,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
+    if args.n < 1:
+        raise ConfigError(f"-n is the number of samples to show: at least 1, got {args.n}.")
     model = load(args.run, device="cpu")
     data = _run_data(Path(args.run), args, "test")
     out = Path(args.output)
@@ -291,6 +318,13 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
         print(f"wrote {len(x_hat)} reconstructions to {out}")
     else:
         raise ConfigError(f"cannot write {out}: use a .png (image grid) or .npy/.npz (arrays) file name.")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import export_onnx
+
+    path = export_onnx(load(args.run, device="cpu"), args.output)
+    print(f"wrote {path}: input x (raw samples, any batch size); outputs x_hat, z, score")
 
 
 def cmd_list_models(args: argparse.Namespace) -> None:
@@ -321,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--label-column", help="label column of a CSV file")
     train.add_argument("--id-column", help="a CSV column of row ids (names, keys): kept out of the features and written back in outputs")
     train.add_argument("--ignore-columns", type=_names, help="CSV columns to drop, e.g. notes,timestamp")
+    train.add_argument("--image-size", metavar="H[xW]", help="resize every image of an image folder to H x W pixels (folders of mixed sizes)")
     train.add_argument("--calibration-fraction", type=float, help="share of rows held out, never trained on, to calibrate detection thresholds (default: 0.2 for rows of features, 0.05 for images)")
     train.add_argument("--code-size", type=int, help="size of the code z (default: the model's, 30)")
     train.add_argument("--hidden", type=_sizes, help="encoder hidden sizes, e.g. 1000,500,250 (the decoder mirrors them)")
@@ -346,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     train.add_argument("--out", help="run folder (default: a new folder under runs/)")
     train.add_argument("--resume", metavar="RUN", help="continue the interrupted run in folder RUN")
-    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar: one line per epoch instead (also what piped output gets)")
+    train.add_argument("--quiet", action="store_true", help="print nothing while training")
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="reconstruction error on a data set", description="Print the reconstruction error (sum of squares per sample and mean per feature) of a trained model.")
@@ -377,9 +413,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_app_commands(commands, _sizes, _option)
 
+    export = commands.add_parser("export", help="write a run's model as an ONNX graph", description="Export a run's model to ONNX: input x (raw samples; the run's scaling is inside the graph), outputs x_hat, z and the per-sample anomaly score.")
+    export.add_argument("run", help="run folder or saved model")
+    export.add_argument("--format", choices=["onnx"], default="onnx", help="the file format (default: onnx)")
+    export.add_argument("-o", "--output", default="model.onnx", help="the file to write (default: model.onnx)")
+    export.set_defaults(func=cmd_export)
+
     models = commands.add_parser("list-models", help="list the registered models", description="List the registered models.")
     models.set_defaults(func=cmd_list_models)
     return parser
+
+
+RESUME_MAY_CHANGE = {"resume", "epochs", "device", "data_dir", "no_progress", "quiet", "func", "command"}
+
+
+def _train_defaults() -> dict[str, Any]:
+    parser = build_parser()
+    return vars(parser.parse_args(["train"]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ import torch
 from ..checkpoint import atomic_write, load, read_json
 from ..errors import CheckpointError, ConfigError, DataError
 from ..plotting import image_grid
-from ..runs import CALIBRATION, run_data, save_result
+from ..runs import CALIBRATION, RESULTS, run_data, save_result
 
 
 def _ints(text: str) -> list[int]:
@@ -97,7 +97,22 @@ def cmd_detect(args):
     else:
         plot_score_histogram(result, anomalous, out, title=f"{data.name} [{data.split}]")
     save_result(run, "detect", result.summary(), out if out.suffix.lower() == ".png" else None)
-    print(json.dumps({**result.summary(), "wrote": [str(out)]}, indent=2))
+    wrote = [str(out)]
+    if len(model.input_shape) == 3 and run.is_dir():  # images: where the most anomalous ones differ, pixel by pixel
+        wrote.append(str(anomaly_maps(run / RESULTS / "detect_maps.png", model, data.x, result.scores, feature_contributions)))
+    print(json.dumps({**result.summary(), "wrote": wrote}, indent=2))
+
+
+def anomaly_maps(path: Path, model, x: torch.Tensor, scores: np.ndarray, contributions, n: int = 8) -> Path:
+    """The ``n`` highest-scoring images above their reconstructions and their per-pixel error maps."""
+    top = torch.from_numpy(np.argsort(scores)[::-1][:n].copy())
+    images = x[top]
+    with torch.no_grad():
+        rebuilt = model.eval()(images).x_hat
+    maps = contributions(model, images)
+    maps = maps / np.maximum(maps.reshape(len(maps), -1).max(1), 1e-12).reshape(-1, *[1] * (maps.ndim - 1))
+    rows = [("most anomalous", images.numpy()), ("reconstruction", rebuilt.numpy()), ("error map", maps.astype(np.float32))]
+    return image_grid(rows, path, title="where the highest-scoring images differ from their reconstructions")
 
 
 def write_scores(path: Path, result, data, model, contributions, top: int = 3) -> None:

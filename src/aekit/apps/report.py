@@ -71,6 +71,8 @@ def write_report(run: str | Path, out: str | Path, samples: int = 32) -> Path:
         buffer_path = run / RESULTS / "samples.png"
         image_grid(grid_rows(sample(model, samples), 8), buffer_path)
         sections.append("<h2>Samples from the prior</h2>" + _img(buffer_path, "samples", "samples"))
+    if (results / "detect_maps.png").exists():
+        sections.append("<h2>Anomaly maps</h2>" + _img(results / "detect_maps.png", "most anomalous images, reconstructions and per-pixel error maps", "anomaly-maps"))
     if results.is_dir():
         for numbers in sorted(results.glob("*.json")):
             name = numbers.stem

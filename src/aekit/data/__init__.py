@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..errors import DataError, suggest
 from .dataset import SPLITS, Dataset, RawData, Scaling, build, check_finite
-from .files import read_csv, read_image_folder, read_mat, read_npy, read_npz
+from .files import parse_image_size, read_csv, read_image_folder, read_mat, read_npy, read_npz, read_parquet
 from .idx import read_idx, write_idx
 from .sources import FASHION_MNIST, MNIST, data_roots, read_digits, read_odds
 
@@ -46,6 +46,7 @@ def load_dataset(
     label_column: str | int | None = None,
     id_column: str | None = None,
     ignore_columns: list[str] | None = None,
+    image_size: str | int | tuple[int, int] | None = None,
     download: bool = True,
 ) -> Dataset:
     """Load a data set by name or path.
@@ -69,7 +70,9 @@ def load_dataset(
     id_column : str, optional
         A CSV column of row ids (names, keys): kept out of the features, in ``Dataset.ids``.
     ignore_columns : list of str, optional
-        CSV columns to drop (non-numeric notes, timestamps, ...).
+        CSV or parquet columns to drop (non-numeric notes, timestamps, ...).
+    image_size : int, "H", "HxW" or (H, W), optional
+        Resize every image of an image folder to this size (for folders of mixed sizes).
     download : bool
         Download MNIST / Fashion-MNIST when missing (checksums are verified).
 
@@ -86,13 +89,13 @@ def load_dataset(
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}.{suggest(split, SPLITS)} Choose one of: {', '.join(SPLITS)}.")
     path = Path(str(name)).expanduser()
-    if (id_column or ignore_columns) and path.suffix.lower() != ".csv":
-        raise DataError(f"--id-column and --ignore-columns apply to CSV files; {name} is not one.")
-    raw = _read(str(name), split, data_dir, label_column, download, id_column, ignore_columns)
+    if (id_column or ignore_columns) and path.suffix.lower() not in (".csv", ".parquet"):
+        raise DataError(f"--id-column and --ignore-columns apply to CSV and parquet files; {name} is neither.")
+    raw = _read(str(name), split, data_dir, label_column, download, id_column, ignore_columns, parse_image_size(image_size))
     return build(raw, str(name), split, scaling)
 
 
-def _read(name: str, split: str, data_dir, label_column, download: bool, id_column=None, ignore_columns=None) -> RawData:
+def _read(name: str, split: str, data_dir, label_column, download: bool, id_column=None, ignore_columns=None, image_size=None) -> RawData:
     roots = data_roots(data_dir)
     if name in NAMED:
         return NAMED[name](split, roots, download)
@@ -100,13 +103,15 @@ def _read(name: str, split: str, data_dir, label_column, download: bool, id_colu
         return read_odds(name.removeprefix("odds:"), roots)
     path = Path(name).expanduser()
     if path.is_dir():
-        return read_image_folder(path)
+        return read_image_folder(path, image_size)
     if path.is_file():
         if path.suffix.lower() == ".csv":
             return read_csv(path, label_column, id_column, ignore_columns)
+        if path.suffix.lower() == ".parquet":
+            return read_parquet(path, label_column, id_column, ignore_columns)
         reader = _FILE_READERS.get(path.suffix.lower())
         if reader is None:
-            raise DataError(f"cannot read {path}: use a .npy, .npz, .csv or .mat file, or a folder of images.")
+            raise DataError(f"cannot read {path}: use a .npy, .npz, .csv, .parquet or .mat file, or a folder of images.")
         return reader(path)
     if path.suffix or "/" in name:
         raise DataError(f"{path} not found: no such file or folder.")

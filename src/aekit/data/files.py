@@ -188,6 +188,37 @@ def read_csv(path: Path, label_column: str | int | None = None, id_column: str |
     return RawData(x, y, classes=classes, ids=ids if id_index is not None else None, columns=[columns[i] for i in features] if header else None)
 
 
+def read_parquet(path: Path, label_column: str | None = None, id_column: str | None = None, ignore_columns: list[str] | None = None) -> RawData:
+    """A parquet table (through pandas and pyarrow): numeric feature columns, optional label, id and ignored columns."""
+    try:
+        import pandas as pd
+
+        frame = pd.read_parquet(path)
+    except ImportError:
+        raise DataError("reading parquet files needs pandas and pyarrow: pip install 'aekit[parquet]'.") from None
+    except Exception as exc:  # pyarrow raises its own types for corrupt files
+        raise DataError(f"{path} is not a readable parquet file ({type(exc).__name__}: {str(exc)[:120]}).") from None
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    label = label_column if label_column is not None else next((c for c in columns if c.lower() in LABEL_NAMES), None)
+    for role, name in (("label", label_column), ("id", id_column), *(("ignored", c) for c in ignore_columns or [])):
+        if name is not None and name not in columns:
+            raise DataError(f"{path} has no column {name!r} (the {role} column); its columns are {columns}.")
+    skip = {label, id_column, *(ignore_columns or [])}
+    features = [c for c in columns if c not in skip]
+    text = [c for c in features if frame[c].dtype.kind not in "biuf"]
+    if text:
+        raise DataError(f"{path}: column(s) {text} are not numeric; pass --id-column / --ignore-columns (id_column= / ignore_columns=) for them.")
+    x = frame[features].to_numpy(dtype=np.float64)
+    missing = np.argwhere(np.isnan(x))
+    if len(missing):
+        row, col = missing[0]
+        raise DataError(f"{path}, row {row}, column {features[col]!r} is empty; fill in or impute the value, or drop the row.")
+    y, classes = _encode_labels([str(v) for v in frame[label]]) if label is not None else (None, None)
+    ids = [str(v) for v in frame[id_column]] if id_column is not None else None
+    return RawData(x, y, classes=classes, ids=ids, columns=features)
+
+
 def _label_index(columns: list[str], label_column: str | int | None, has_header: bool, path: Path) -> int | None:
     if label_column is None:
         if not has_header:
@@ -211,11 +242,26 @@ def _encode_labels(labels: list[str]) -> tuple[np.ndarray, list[str] | None]:
     return np.array([lookup[v] for v in labels], dtype=np.int64), classes
 
 
-def read_image_folder(path: Path) -> RawData:
+def parse_image_size(text: str | int | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``16`` or ``"16"`` -> (16, 16); ``"28x32"`` -> (28, 32) (height x width); None stays None."""
+    if text is None or isinstance(text, tuple):
+        return text
+    try:
+        parts = [int(p) for p in str(text).lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1 or max(parts) > 4096:
+        raise DataError(f"image size must be H or HxW in pixels (1 to 4096), e.g. 16 or 28x32, got {text!r}.")
+    return (parts[0], parts[-1])
+
+
+def read_image_folder(path: Path, image_size: tuple[int, int] | None = None) -> RawData:
     """Every image under ``path``; images in sub-folders are labelled by the sub-folder's name.
 
-    All images must have one size. They are read as grayscale when every one
-    is grayscale, otherwise as RGB, into shape ``(n, channels, height, width)``.
+    All images must have one size, unless ``image_size`` (height, width) is
+    given: then each is resized to it (bilinear, aspect ratio not kept). They
+    are read as grayscale when every one is grayscale, otherwise as RGB, into
+    shape ``(n, channels, height, width)``.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -231,13 +277,15 @@ def read_image_folder(path: Path) -> RawData:
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
             raise DataError(f"cannot read image {file} ({exc}); remove or replace it.") from None
     mode = "L" if all(im.mode in ("1", "L", "I;16", "I", "LA") for im in images) else "RGB"
-    size = images[0].size
+    size = images[0].size if image_size is None else (image_size[1], image_size[0])  # PIL sizes are (width, height)
     arrays = []
     for file, image in zip(files, images):
+        if image_size is not None and image.size != size:
+            image = image.convert(mode).resize(size, Image.Resampling.BILINEAR)
         if image.size != size:
             raise DataError(
                 f"{file} is {image.size[0]}x{image.size[1]} but {files[0].name} is {size[0]}x{size[1]}; "
-                "resize the images to one size."
+                "resize the images to one size, or pass --image-size H[xW] (image_size=) to have them resized."
             )
         array = np.asarray(image.convert(mode), dtype=np.uint8)
         arrays.append(array[None] if mode == "L" else array.transpose(2, 0, 1))

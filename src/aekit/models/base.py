@@ -272,13 +272,13 @@ class Autoencoder(nn.Module):
         """Raw samples ``(batch, *input_shape)`` -> the scaled values the model works on."""
         if self.input_scaling is None:
             return x
-        return ((x.reshape(len(x), -1) - self.input_center) / self.input_scale).reshape(x.shape)
+        return ((x.reshape(x.shape[0], -1) - self.input_center) / self.input_scale).reshape(x.shape)
 
     def unscale(self, x: Tensor) -> Tensor:
         """Scaled values -> raw units (the inverse of :meth:`scale`)."""
         if self.input_scaling is None:
             return x
-        return (x.reshape(len(x), -1) * self.input_scale + self.input_center).reshape(x.shape)
+        return (x.reshape(x.shape[0], -1) * self.input_scale + self.input_center).reshape(x.shape)
 
     # -- public API ---------------------------------------------------------------------------------
 

@@ -106,9 +106,9 @@ class AutoencoderEnsemble(Autoencoder):
     def member_rows(self, x: Tensor) -> Tensor:
         """Scaled rows for every member, ``(members, batch, n_features)``."""
         if self.is_per_member(x):
-            rows = x.reshape(len(x), self.members, self.n_features).transpose(0, 1)
+            rows = x.reshape(x.shape[0], self.members, self.n_features).transpose(0, 1)
             return self.scale(rows.reshape(-1, self.n_features)).reshape(rows.shape)
-        x = self.scale(self.as_batch(x)).reshape(len(x), self.n_features)
+        x = self.scale(self.as_batch(x)).reshape(x.shape[0], self.n_features)
         return x.unsqueeze(0).expand(self.members, *x.shape)
 
     def member_forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -129,7 +129,7 @@ class AutoencoderEnsemble(Autoencoder):
             self._update_statistics(codes.detach(), errors.detach())
         losses = {"reconstruction": errors.mean(1).sum()}  # each member minimises its own mean error
         x_hat = self.unscale(self.output_activation(logits).mean(0)).reshape(-1, *self.input_shape)
-        return AEOutput(x_hat=x_hat, z=codes.transpose(0, 1).reshape(len(x), -1), losses=losses, loss=losses["reconstruction"])
+        return AEOutput(x_hat=x_hat, z=codes.transpose(0, 1).reshape(x.shape[0], -1), losses=losses, loss=losses["reconstruction"])
 
     @torch.no_grad()
     def _update_statistics(self, codes: Tensor, errors: Tensor) -> None:
@@ -152,7 +152,7 @@ class AutoencoderEnsemble(Autoencoder):
         """Codes ``(batch, members * code_size)`` -> the members' mean reconstruction, in raw units."""
         if z.dim() != 2 or z.shape[1] != self.members * self.code_size:
             raise DataError(f"this ensemble decodes codes of shape (batch, {self.members * self.code_size}), got {tuple(z.shape)}.")
-        codes = z.reshape(len(z), self.members, self.code_size).transpose(0, 1)
+        codes = z.reshape(z.shape[0], self.members, self.code_size).transpose(0, 1)
         return self.unscale(self.output_activation(self.decoder(codes)).mean(0)).reshape(-1, *self.input_shape)
 
     def reconstruction_error(self, x: Tensor) -> Tensor:
@@ -166,12 +166,19 @@ class AutoencoderEnsemble(Autoencoder):
         errors = (self.output_activation(logits) - rows).pow(2) / self.error_mean.view(-1, 1, 1)
         return errors.mean(0).reshape(-1, *self.input_shape)
 
-    def anomaly_score(self, x: Tensor) -> Tensor:
+    def code_precision(self) -> Tensor:
+        """The inverse of each member's running code covariance (plus a small jitter): ``(members, c, c)``."""
+        eye = torch.eye(self.code_size, dtype=self.code_cov.dtype, device=self.code_cov.device)
+        return torch.linalg.inv(self.code_cov + JITTER * eye)
+
+    def anomaly_score(self, x: Tensor, precision: Tensor | None = None) -> Tensor:
         """Per sample: the members' mean of reconstruction error over its running mean plus squared
-        Mahalanobis distance of the code over the code size (both about 1 for typical rows)."""
+        Mahalanobis distance of the code over the code size (both about 1 for typical rows).
+
+        ``precision``: :meth:`code_precision`, when computed once for many calls (as the ONNX export does).
+        """
         rows, codes, logits = self.member_forward(x)
         errors = self.member_nll(logits, rows) / self.error_mean.unsqueeze(1)
-        eye = torch.eye(self.code_size, dtype=codes.dtype, device=codes.device)
-        precision = torch.linalg.inv(self.code_cov + JITTER * eye)
+        precision = self.code_precision() if precision is None else precision
         distances = mahalanobis_sq(codes, self.code_mean, precision) / self.code_size
         return (errors + distances).mean(0)

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +23,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..checkpoint import CONFIG, WEIGHTS, atomic_write, model_config, read_tensors, remove_stale_temporaries, weights_bytes
+from ..checkpoint import CONFIG, WEIGHTS, atomic_write, lock_run, model_config, read_tensors, remove_stale_temporaries, weights_bytes
 from ..data import Dataset, check_finite
 from ..data.stream import StreamedDataset
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError, suggest
 from . import allocator
-from .distributed import Workers, local_device, workers
+from .distributed import Workers, local_device, rank_and_world, workers
 from .history import History
 from .samples import InMemory, OnDisk
 from .state import RESUME, load_state, save_state
@@ -55,6 +56,13 @@ def ensure_new_run(run: Path) -> None:
     """Refuse to start a run in a folder that already holds one: runs are never overwritten."""
     if (run / RESUME).exists() or (run / WEIGHTS).exists():
         raise CheckpointError(f"{run} already holds a training run; resume it (--resume) or choose another folder.")
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` if it is an integer PyTorch and NumPy accept (0 to 2**63 - 1), else a :class:`ConfigError`."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}.")
+    return seed
 
 
 def seed_everything(seed: int) -> None:
@@ -121,7 +129,7 @@ class Trainer:
     precision: str = "fp32"  # fp32, or mixed precision: bf16 (CPU or GPU) | fp16 (GPU, with loss scaling)
     compile: bool = False  # train through torch.compile(model): slower start, faster steps
     seed: int = 0  # seeds shuffling, the validation split and any noise a model draws
-    progress: bool = True  # show a progress bar
+    progress: bool | str = True  # True: a progress bar on a terminal, one line per epoch otherwise; "lines": always lines; False: silent
     tune_allocator: bool = True  # keep glibc's large buffers between steps instead of re-mapping them (training/allocator.py)
 
     def __post_init__(self) -> None:
@@ -139,6 +147,9 @@ class Trainer:
             raise ConfigError(f"patience must be a positive integer or None, got {self.patience!r}.")
         if not (isinstance(self.pretrain_epochs, int) and self.pretrain_epochs >= 0):
             raise ConfigError(f"pretrain_epochs must be a non-negative integer, got {self.pretrain_epochs!r}.")
+        check_seed(self.seed)
+        if self.progress not in (True, False, "lines"):
+            raise ConfigError(f"progress must be True, False or 'lines', got {self.progress!r}.")
         if self.on_nonfinite not in ("stop", "skip"):
             raise ConfigError(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}.")
         if self.schedule not in SCHEDULES:
@@ -185,7 +196,16 @@ class Trainer:
             metrics and, for images, a reconstruction grid.
         resume : bool
             Continue the run saved in ``out`` from its last finished epoch.
+
+        While it trains, the run folder is locked: a second process training
+        into the same folder stops with a :class:`CheckpointError`.
         """
+        if out is None or rank_and_world()[0] != 0:
+            return self._fit(model, data, val_data, out, resume)
+        with lock_run(Path(out)):
+            return self._fit(model, data, val_data, out, resume)
+
+    def _fit(self, model: nn.Module, data, val_data, out, resume: bool) -> History:
         if self.tune_allocator:
             allocator.tune_allocator()
         device = resolve_device(self.device)
@@ -236,7 +256,9 @@ class Trainer:
         n_batches = math.ceil(len(train_data) / self.batch_size)
         # A finite-check syncs a GPU, so there it runs every 25 steps, unless bad batches are to be skipped.
         check_every = 1 if device.type == "cpu" or self.on_nonfinite == "skip" else 25
-        bar = tqdm(total=self.epochs * n_batches, initial=start * n_batches, disable=not (self.progress and team.is_main), unit="step", dynamic_ncols=True)
+        show_bar = self.progress is True and team.is_main and sys.stderr.isatty()
+        show_lines = bool(self.progress) and team.is_main and not show_bar  # piped output gets no carriage returns
+        bar = tqdm(total=self.epochs * n_batches, initial=start * n_batches, disable=not show_bar, unit="step", dynamic_ncols=True)
         try:
             for epoch in range(start + 1, self.epochs + 1):
                 began = time.perf_counter()
@@ -257,6 +279,9 @@ class Trainer:
                 else:
                     since_best += 1
                 bar.set_postfix_str(" ".join(f"{k}={record[k]:.4g}" for k in ("train_loss", "val_loss") if k in record))
+                if show_lines:
+                    terms = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k.startswith(("train_", "val_")))
+                    print(f"epoch {epoch}/{self.epochs}  {terms}  {record['seconds']:.2f} s", file=sys.stderr, flush=True)
                 if writes:
                     info = {"epoch": epoch, "best": best, "since_best": since_best, "best_epoch": history.best_epoch, "records": history.records}
                     if scaler.is_enabled():
@@ -271,7 +296,10 @@ class Trainer:
         if self.restore_best and history.best_epoch:
             model.load_state_dict(best_weights)
         model.eval()
-        if writes and len(getattr(model, "input_shape", ())) == 3:
+        shape = getattr(model, "input_shape", ())
+        if writes and len(shape) == 3 and shape[0] not in (1, 3):
+            print(f"aekit: samples of shape {shape} are not grey or RGB images: no reconstructions.png", file=sys.stderr)
+        elif writes and len(shape) == 3:
             from ..plotting import reconstruction_grid
 
             shown = val_data_ if len(val_data_) else train_data
@@ -339,7 +367,7 @@ class Trainer:
     def _pretrain(self, model: nn.Module, x_train: Tensor) -> None:
         """Greedy layer-wise pretraining: train each stage on the codes of the one before, then unroll."""
         stage_trainer = dataclasses.replace(self, epochs=self.pretrain_epochs, patience=None, pretrain_epochs=0)
-        stages, h = model.layerwise_stages(), x_train
+        stages, h = model.layerwise_stages(), model.scale(x_train)  # the first stage sees what the model will
         for stage in stages:
             stage_trainer.fit(stage, h)
             with torch.no_grad():

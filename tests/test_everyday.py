@@ -1,0 +1,150 @@
+"""Everyday use: piped logs, files others can read, the data people bring, one-line errors, one run per folder, ONNX."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import aekit
+from aekit.cli import main
+
+TINY = ["--code-size", "4", "--hidden", "16"]
+
+
+def aekit_cli(*args: str, cwd, umask: int | None = None) -> subprocess.CompletedProcess:
+    """The real command in a child process, its output piped (not a terminal)."""
+    pre = (lambda: os.umask(umask)) if umask is not None else None
+    return subprocess.run([sys.executable, "-m", "aekit", *args], capture_output=True, text=True, cwd=cwd, preexec_fn=pre)
+
+
+def test_piped_log_is_one_plain_line_per_epoch_and_files_follow_the_umask(tmp_path):
+    done = aekit_cli("train", "--epochs", "3", *TINY, "--out", "run", cwd=tmp_path, umask=0o022)
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr
+    epochs = [line for line in done.stderr.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 3 and "train_loss" in epochs[0] and "val_loss" in epochs[0] and epochs[0].endswith(" s")
+    for name in ("config.json", "model.safetensors", "metrics.csv", "data.json"):
+        assert stat.S_IMODE((tmp_path / "run" / name).stat().st_mode) == 0o644, name
+    quiet = aekit_cli("train", "--epochs", "2", *TINY, "--quiet", "--out", "quiet", cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_parquet_tables_train(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(120, 5)), columns=list("abcde"))
+    frame.insert(0, "key", [f"k{i}" for i in range(120)])
+    frame.to_parquet(tmp_path / "t.parquet")
+    assert main(["train", "--dataset", str(tmp_path / "t.parquet"), "--id-column", "key", "--epochs", "2", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    data = aekit.load_dataset(str(tmp_path / "t.parquet"), split="all", id_column="key", scaling=None)
+    assert data.ids[:2] == ["k0", "k1"] and data.columns == list("abcde")
+    np.testing.assert_allclose(data.x.numpy(), frame[list("abcde")].to_numpy(), rtol=1e-6)
+    with pytest.raises(aekit.DataError, match="key"):
+        aekit.load_dataset(str(tmp_path / "t.parquet"))  # a text column that is not the id is named
+
+
+def test_image_folders_of_mixed_sizes_are_resized_on_request(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs").mkdir()
+    for i in range(12):
+        h, w = rng.integers(10, 30, size=2)
+        Image.fromarray(rng.integers(0, 255, size=(h, w), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    with pytest.raises(aekit.DataError, match="--image-size"):
+        aekit.load_dataset(str(tmp_path / "imgs"))
+    data = aekit.load_dataset(str(tmp_path / "imgs"), split="all", image_size="16x12")
+    assert data.shape == (1, 16, 12)
+    assert main(["train", "--dataset", str(tmp_path / "imgs"), "--image-size", "16", "--epochs", "1", *TINY, "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert aekit.load(tmp_path / "run").input_shape == (1, 16, 16)
+
+
+def test_four_dimensional_arrays_train_and_skip_the_picture(tmp_path, capsys):
+    np.save(tmp_path / "d.npy", np.random.default_rng(0).random((40, 2, 3, 4)).astype(np.float32))
+    assert main(["train", "--dataset", str(tmp_path / "d.npy"), "--epochs", "1", *TINY, "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert "no reconstructions.png" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "reconstructions.png").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--epochs", "1", "--seed", str(2**70)], "seed must be an integer"),
+        (["reconstruct", "RUN", "-n", "0"], "-n is the number of samples"),
+        (["reconstruct", "RUN", "-n", "-3"], "-n is the number of samples"),
+        (["train", "--resume", "RUN", "--lr", "10"], "remove --lr"),
+        (["train", "--resume", "RUN", "--model", "vae", "--dataset", "x.csv"], "remove --model, --dataset"),
+        (["train", "--epochs", "1", "--out", "A_FILE"], "is a file"),
+        (["train", "--epochs", "1", "--out", "OTHER"], "not an aekit run"),
+        (["train", "--epochs", "1", "--dataset", "no-such-file.csv"], "not found"),
+        (["export", "RUN", "-o", "model.txt"], ".onnx"),
+    ],
+)
+def test_more_mistakes_are_one_line_and_status_2(tmp_path, capsys, argv, message):
+    run = tmp_path / "run"
+    assert main(["train", "--epochs", "1", *TINY, "--out", str(run), "--quiet"]) == 0
+    (tmp_path / "A_FILE").write_text("x")
+    (tmp_path / "OTHER").mkdir()
+    (tmp_path / "OTHER" / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    swap = {"RUN": str(run), "A_FILE": str(tmp_path / "A_FILE"), "OTHER": str(tmp_path / "OTHER")}
+    assert main([swap.get(a, a) for a in argv] + ["--quiet"] * (argv[0] == "train")) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert (tmp_path / "OTHER" / "notes.txt").read_text() == "mine"
+
+
+HOLD = """
+import sys, time
+from aekit.checkpoint import lock_run
+with lock_run(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(30)
+"""
+
+
+def test_a_run_folder_in_use_refuses_a_second_training(tmp_path, capsys):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["train", "--epochs", "1", *TINY, "--out", str(tmp_path / "run"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"pid {holder.pid}" in err and "another aekit process" in err
+        assert not (tmp_path / "run" / "data.json").exists()  # nothing of the second run was written
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    assert main(["train", "--epochs", "1", *TINY, "--out", str(tmp_path / "run"), "--quiet"]) == 0  # released with its process
+
+
+@pytest.mark.parametrize("options", [["--model", "ae"], ["--model", "conv", "--option", "channels=[4]"], []])
+def test_onnx_export_matches_pytorch(tmp_path, options):
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the dev extras")
+    run = tmp_path / "run"
+    if options:
+        assert main(["train", "--epochs", "1", "--code-size", "4", *options, "--out", str(run), "--quiet"]) == 0
+        x = aekit.load_dataset("digits", split="test").x[:50]
+    else:  # rows of features: the ensemble, with its scaling inside the graph
+        rows = np.random.default_rng(0).normal(size=(300, 6)) * 40 + 7
+        np.save(tmp_path / "rows.npy", rows)
+        assert main(["train", "--dataset", str(tmp_path / "rows.npy"), "--epochs", "2", "--out", str(run), "--quiet"]) == 0
+        x = torch.tensor(rows[:50], dtype=torch.float32)
+    assert main(["export", str(run), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]) == 0
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"x": x.numpy()})))
+    model = aekit.load(run)
+    with torch.no_grad():
+        reference = model(x)
+    from aekit.apps import anomaly_scores
+
+    np.testing.assert_allclose(outputs["x_hat"], reference.x_hat.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(outputs["z"], reference.z.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(outputs["score"], anomaly_scores(model, x), rtol=1e-4, atol=1e-5)
