@@ -148,3 +148,50 @@ def test_onnx_export_matches_pytorch(tmp_path, options):
     np.testing.assert_allclose(outputs["x_hat"], reference.x_hat.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(outputs["z"], reference.z.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(outputs["score"], anomaly_scores(model, x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--option", "input_shape=[3]"], "input_shape comes from the data set"),
+        (["--hidden", "100000000"], "more than this machine's"),
+    ],
+)
+def test_model_options_that_cannot_work_are_one_line(tmp_path, capsys, argv, message):
+    assert main(["train", "--epochs", "1", *argv, "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_python_api_type_errors_are_aekit_errors():
+    model = aekit.get_model("ae", input_shape=(4,), code_size=2, hidden=(4,))
+    for setting in ({"lr": "a"}, {"seed": "a"}, {"weight_decay": "x"}, {"val_fraction": None}, {"seed": 2**70}):
+        with pytest.raises(aekit.ConfigError):
+            aekit.fit(model, torch.rand(10, 4), epochs=1, progress=False, **setting)
+    with pytest.raises(aekit.CheckpointError, match="path"):
+        aekit.load(None)
+
+
+def test_sigterm_stops_training_like_ctrl_c(tmp_path):
+    import signal
+
+    child = subprocess.Popen([sys.executable, "-m", "aekit", "train", "--epochs", "100000", *TINY, "--out", "run"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (tmp_path / "run" / "resume.safetensors").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130 and "aekit train --resume RUN" in err and "Traceback" not in err
+
+
+def test_evaluate_warns_about_data_outside_a_bce_models_range(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    pd.DataFrame(rng.random((200, 4)), columns=list("abcd")).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame(3 * rng.random((50, 4)), columns=list("abcd")).to_csv(tmp_path / "wide.csv", index=False)
+    run = str(tmp_path / "run")
+    assert main(["train", "--dataset", str(tmp_path / "train.csv"), "--model", "ae", "--loss", "bce", "--epochs", "1", "--out", run, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", run, "--dataset", str(tmp_path / "wide.csv")]) == 0  # scaled like the training rows: beyond [0, 1]
+    assert "expects data in [0, 1]" in capsys.readouterr().err
+    assert main(["evaluate", run]) == 0
+    assert "expects data in [0, 1]" not in capsys.readouterr().err

@@ -220,6 +220,8 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
         If the folder is not a saved model, a file is truncated or tampered
         with, or the weights belong to another architecture.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"load takes the path of a saved model or run folder, got {type(path).__name__} {path!r}.")
     path = Path(path)
     folder, weights = (path.parent, path) if path.suffix == ".safetensors" else (path, path / WEIGHTS)
     if not folder.is_dir():

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import signal
+import threading
 import json
 import sys
 from pathlib import Path
@@ -183,6 +185,8 @@ def _train(args: argparse.Namespace) -> None:
     for key in ("code_size", "hidden", "activation", "output_activation", "loss"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
+    if "input_shape" in options:
+        raise ConfigError("input_shape comes from the data set; remove --option input_shape (reshape the data instead).")
     tabular = isinstance(data, Dataset) and len(data.shape) == 1
     chosen: list[str] = []
     scaling: str | dict | None = None
@@ -257,6 +261,9 @@ def _train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     model = load(args.run, device="cpu")
     data = _run_data(Path(args.run), args, "test")
+    low, high = float(data.x.min()), float(data.x.max())
+    if getattr(model.reconstruction, "output_activation", None) == "sigmoid" and not (-0.01 <= low and high <= 1.01):  # test rows may stray a little
+        print(f"aekit: warning: this model's loss ({model.config.get('loss')}) expects data in [0, 1], but {data.name} ranges over [{low:.3g}, {high:.3g}]; its loss is not meaningful there", file=sys.stderr)
     x_hat = reconstruct(model, data.x)
     per_sample = squared_error(x_hat, data.x)
     result = {
@@ -432,9 +439,15 @@ def _train_defaults() -> dict[str, Any]:
     return vars(parser.parse_args(["train"]))
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a run like Ctrl-C: the last checkpoint stays, --resume continues
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tune_allocator()  # inference commands allocate large batches too; AEKIT_TUNE_ALLOCATOR=0 turns it off
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         args.func(args)
     except AekitError as exc:
@@ -444,7 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aekit: interrupted; a training run can be continued with: aekit train --resume RUN", file=sys.stderr)
         return 130
-    finish()
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    finish(wait=True)
     return 0
 
 

@@ -75,3 +75,7 @@ def get_model(name: str, **options: Any) -> nn.Module:
         return cls(**options)
     except TypeError as exc:  # an unknown or missing option, here or in a parent's constructor
         raise ConfigError(f"model {name!r} does not accept these options ({exc}).") from None
+    except (MemoryError, RuntimeError) as exc:  # layers too large to allocate, e.g. hidden=(100000000,)
+        if isinstance(exc, RuntimeError) and "alloc" not in str(exc).lower() and "memory" not in str(exc).lower():
+            raise
+        raise ConfigError(f"model {name!r} with these sizes does not fit in memory; choose smaller hidden or code sizes.") from None

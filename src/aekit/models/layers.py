@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 from torch import nn
@@ -31,12 +32,27 @@ def activation(name: str) -> nn.Module:
         ) from None
 
 
+def check_fits_in_memory(sizes: Sequence[int]) -> None:
+    """Refuse layer sizes whose weights alone (4 bytes each; training needs about 4x that) exceed this machine's memory."""
+    weights = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: no check
+        return
+    if 4 * weights > memory:
+        raise ConfigError(
+            f"layers {list(sizes)} hold {weights:,} weights ({4 * weights / 2**30:.1f} GiB), more than this machine's "
+            f"{memory / 2**30:.0f} GiB of memory; choose smaller hidden or code sizes."
+        )
+
+
 def mlp(sizes: Sequence[int], hidden_activation: str, final_activation: str = "identity") -> nn.Sequential:
     """Linear layers ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``.
 
     ``hidden_activation`` follows every layer but the last, which is followed
     by ``final_activation`` (left out when it is ``"identity"``).
     """
+    check_fits_in_memory(sizes)
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(n_in, n_out))

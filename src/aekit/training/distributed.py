@@ -87,7 +87,13 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
-def finish() -> None:
-    """Leave the process group, if this process joined one."""
+def finish(wait: bool = False) -> None:
+    """Leave the process group, if this process joined one.
+
+    With ``wait``, first wait for every process to get here: rank 0 may still be writing (the run's
+    calibration scores), and a process that leaves while its peers still use the group can abort.
+    """
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()

@@ -58,6 +58,10 @@ def ensure_new_run(run: Path) -> None:
         raise CheckpointError(f"{run} already holds a training run; resume it (--resume) or choose another folder.")
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_seed(seed: object) -> int:
     """``seed`` if it is an integer PyTorch and NumPy accept (0 to 2**63 - 1), else a :class:`ConfigError`."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
@@ -137,11 +141,11 @@ class Trainer:
             raise ConfigError(f"epochs must be a positive integer, got {self.epochs!r}.")
         if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
             raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
-        if not (math.isfinite(self.lr) and self.lr > 0):
+        if not (_is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}.")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+        if not (_is_number(self.weight_decay) and math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
-        if not 0 <= self.val_fraction < 1:
+        if not (_is_number(self.val_fraction) and 0 <= self.val_fraction < 1):
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}.")
         if self.patience is not None and not (isinstance(self.patience, int) and self.patience >= 1):
             raise ConfigError(f"patience must be a positive integer or None, got {self.patience!r}.")
