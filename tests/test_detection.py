@@ -239,7 +239,7 @@ def test_cli_trains_on_rows_with_ids_and_scores_new_rows_by_id(tmp_path, capsys)
     run = tmp_path / "run"
     assert main(["train", "--dataset", str(tmp_path / "train.csv"), "--id-column", "id", "--split", "all", "--out", str(run), "--no-progress"]) == 0
     chosen = capsys.readouterr().err
-    assert "model ensemble" in chosen and "code_size 2" in chosen and "hidden 12" in chosen
+    assert "model ensemble" in chosen and "code_size 3" in chosen and "hidden 12" in chosen
     saved = json.loads((run / "calibration.json").read_text())
     assert saved["rows"] >= 120 and len(saved["scores"]) == saved["rows"]
 
@@ -260,7 +260,7 @@ def test_cli_trains_on_rows_with_ids_and_scores_new_rows_by_id(tmp_path, capsys)
 
     assert main(["encode", str(run), "--dataset", str(tmp_path / "new.csv"), "-o", str(tmp_path / "codes.csv")]) == 0
     codes = pd.read_csv(tmp_path / "codes.csv")
-    assert list(codes["id"][:2]) == ["n0", "n1"] and codes.shape == (100, 1 + 8 * 2)
+    assert list(codes["id"][:2]) == ["n0", "n1"] and codes.shape == (100, 1 + 8 * 3)
 
 
 @pytest.mark.parametrize(

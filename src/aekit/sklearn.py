@@ -233,7 +233,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
     By default an ensemble of ``members`` small autoencoders (the registered
     ``ensemble`` model), each trained on its own random subsample of at most
     ``max_rows`` rows, on inputs standardised with statistics learnt at fit
-    time and kept in the model; sizes follow the data (code ``ceil(d / 4)``,
+    time and kept in the model; sizes follow the data (code ``ceil(sqrt(d))``,
     one hidden layer of ``2 d`` units, at most 256), and so does the training
     budget (about ``steps`` optimiser steps, whatever the number of rows).
     A sample's anomaly score combines its reconstruction error and the
