@@ -182,9 +182,15 @@ def test_application_commands_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     for name in ("e", "d", "h", "i", "t", "s"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
-    detect_numbers = json.loads((run / "results" / "detect.json").read_text())
+    detect_numbers = json.loads((run / "results" / "detect-1.json").read_text())
     assert 0 <= detect_numbers["roc_auc"] <= 1
-    assert 0 < json.loads((run / "results" / "search.json").read_text())["precision_at_k"] <= 1
+    assert 0 < json.loads((run / "results" / "search-1.json").read_text())["precision_at_k"] <= 1
+    # without -o, pictures go to RUN/results, one per call, and the command says where
+    for _ in range(2):
+        assert main(["embed", str(run)]) == 0
+    printed = json.loads(capsys.readouterr().out.split("\n}\n")[-2] + "\n}")
+    assert printed["wrote"][0] == str(run / "results" / "embed-3.png") and (run / "results" / "embed-2.png").exists()
+    assert (run / "results" / "interpolate-1.png").exists() and (run / "results" / "traverse-1.json").exists()
     assert main(["sample", str(run)]) == 2 and "train a VAE" in capsys.readouterr().err
     assert main(["interpolate", str(run), "0", "100000"]) == 2
 
@@ -193,7 +199,7 @@ def test_sample_command_on_a_vae(tmp_path, capsys):
     run = tmp_path / "vae"
     assert main(["train", "--model", "vae", "--epochs", "2", "--code-size", "3", "--hidden", "16", "--no-progress", "--out", str(run)]) == 0
     assert main(["sample", str(run), "-n", "12", "--per-row", "6", "-o", str(tmp_path / "s.png")]) == 0
-    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG" and (run / "results" / "sample.png").exists()
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG" and (run / "results" / "sample-1.png").exists()
 
 
 def _chromium() -> str | None:
@@ -214,7 +220,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", f"--user-data-dir={tempfile.mkdtemp()}"]  # fmt: skip
     dom = subprocess.run([_chromium(), *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    for element in ('id="title"', 'id="training-curves"', 'id="reconstructions"', 'id="latent-map"', 'id="samples"', 'id="result-detect"', "data:image/png;base64"):
+    for element in ('id="title"', 'id="training-curves"', 'id="reconstructions"', 'id="latent-map"', 'id="samples"', 'id="result-detect-1"', "data:image/png;base64"):
         assert element in dom, element
     shot = tmp_path / "shot.png"
     subprocess.run([_chromium(), *flags, "--window-size=1200,1600", f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120)

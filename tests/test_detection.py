@@ -246,7 +246,7 @@ def test_cli_trains_on_rows_with_ids_and_scores_new_rows_by_id(tmp_path, capsys)
     # the loaded model takes raw rows: the CLI's scores equal the Python function's
     assert main(["detect", str(run), "--dataset", str(tmp_path / "new.csv"), "-o", str(tmp_path / "scores.csv")]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["wrote"] == [str(tmp_path / "scores.csv")]
+    assert printed["wrote"][0] == str(tmp_path / "scores.csv") and printed["wrote"][1].endswith("results/detect-1.json")
     table = pd.read_csv(tmp_path / "scores.csv")
     assert list(table.columns) == ["id", "score", "pvalue", "flagged", "top_features"]
     assert list(table["id"][:3]) == ["n0", "n1", "n2"] and len(table) == 100  # the whole new file, not a split of it
@@ -302,7 +302,7 @@ def test_cli_detect_on_images_draws_anomaly_maps_for_the_report(tmp_path, capsys
     capsys.readouterr()
     assert main(["detect", str(run), "--normal-class", "3", "-o", str(tmp_path / "hist.png")]) == 0
     printed = json.loads(capsys.readouterr().out)
-    maps = run / "results" / "detect_maps.png"
+    maps = run / "results" / "detect-1-maps.png"
     assert str(maps) in printed["wrote"] and maps.read_bytes()[:4] == b"\x89PNG"
     assert printed["roc_auc"] is not None and "conformal" in printed["rule"]
     assert main(["report", str(run), "-o", str(tmp_path / "report.html")]) == 0

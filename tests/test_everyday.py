@@ -195,3 +195,15 @@ def test_evaluate_warns_about_data_outside_a_bce_models_range(tmp_path, capsys):
     assert "expects data in [0, 1]" in capsys.readouterr().err
     assert main(["evaluate", run]) == 0
     assert "expects data in [0, 1]" not in capsys.readouterr().err
+
+
+def test_image_defaults_are_sized_from_the_image_and_said(tmp_path, capsys):
+    assert main(["train", "--epochs", "4", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    assert "hidden 256-128; code_size 16; activation elu" in capsys.readouterr().err
+    model = aekit.load(tmp_path / "run")
+    assert tuple(model.config["hidden"]) == (256, 128) and model.config["code_size"] == 16
+    test = aekit.load_dataset("digits", split="test")
+    with torch.no_grad():
+        error = ((model(test.x).x_hat - test.x) ** 2).flatten(1).sum(1).mean().item()
+    mean_image = ((test.x - aekit.load_dataset("digits").x.mean(0)) ** 2).flatten(1).sum(1).mean().item()
+    assert error < 0.9 * mean_image  # after 4 epochs it is no longer the mean image

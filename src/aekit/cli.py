@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import io
 import signal
 import threading
@@ -22,7 +23,7 @@ import torch
 from . import __version__
 from .checkpoint import CONFIG, LOCK, atomic_write, load, lock_run, read_json
 from .data import Dataset, Scaling, load_dataset
-from .defaults import BATCH_SIZE, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, tabular_sizes
+from .defaults import BATCH_SIZE, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, image_sizes, tabular_sizes
 from .runs import CALIBRATION, DATA, IN_MODEL, run_data
 from .errors import AekitError, ConfigError, DataError
 from .losses import squared_error
@@ -194,6 +195,9 @@ def _train(args: argparse.Namespace) -> None:
         name, data, scaling, chosen = _tabular_setup(args, data, options)
     else:
         name = args.model or "ae"
+        if name == "ae" and not {"hidden", "code_size", "activation"} & set(options):  # sized from the image, not fixed
+            options.update(image_sizes(math.prod(data.shape)))
+            chosen.append(f"hidden {'-'.join(map(str, options['hidden']))}; code_size {options['code_size']}; activation elu")
     model_class(name)  # an unknown model name fails before anything is written
     ensemble_defaults = tabular and name == "ensemble"
     plan = None
@@ -244,8 +248,9 @@ def _train(args: argparse.Namespace) -> None:
     ensure_new_run(run)
     if is_main:
         atomic_write(run / DATA, json.dumps(spec, indent=2))  # first, so that a killed run can be resumed
-        if chosen:
-            print(f"aekit: {len(data)} rows of {data.shape[0]} features: " + "; ".join(chosen), file=sys.stderr)
+        if chosen and not args.quiet:
+            what = f"{len(data)} rows of {data.shape[0]} features" if tabular else f"{len(data)} samples of shape {data.shape}"
+            print(f"aekit: {what}: " + "; ".join(chosen), file=sys.stderr)
         if getattr(data, "ids", None) is not None and len(set(data.ids)) < len(data.ids):
             print(f"aekit: warning: {len(data.ids) - len(set(data.ids))} duplicate id(s) in column {args.id_column!r}", file=sys.stderr)
     history = trainer.fit(model, data.x[rows] if rows is not None else data, out=run)

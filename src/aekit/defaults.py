@@ -35,6 +35,13 @@ def tabular_sizes(n_features: int) -> dict[str, object]:
     return {"code_size": max(2, math.ceil(math.sqrt(n_features))), "hidden": (min(256, max(8, 2 * n_features)),)}
 
 
+def image_sizes(n_values: int) -> dict[str, object]:
+    """Sizes of an MLP autoencoder for images of ``n_values`` pixel values, and ELU: with ReLU and a sigmoid
+    output the default network sat at the mean image for ~8 epochs on digits (ELU: 1.95 test error after 5
+    epochs against 4.69, the mean image's 4.75)."""
+    return {"hidden": (min(1000, 4 * n_values), min(500, 2 * n_values)), "code_size": min(30, max(2, n_values // 4)), "activation": "elu"}
+
+
 def epochs_for(steps: int, n_samples: int, batch_size: int) -> int:
     """The epochs that make about ``steps`` optimiser steps over ``n_samples`` samples."""
     return max(1, round(steps / math.ceil(n_samples / batch_size)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,27 @@ def check_columns(trained: list[str] | None, given: list[str] | None, name: str)
     raise DataError(f"{name} has the training data's columns in another order; reorder them as {list(trained)}.")
 
 
-def save_result(run: Path, name: str, numbers: dict[str, Any], figure: Path | None = None) -> None:
-    """Keep an application's numbers (and picture) in the run folder, where ``aekit report`` finds them."""
+def result_stem(run: Path, name: str) -> str:
+    """The name of this call's result, ``NAME-K`` with K one more than the last kept: results keep every call."""
+    taken = [int(m.group(1)) for p in (run / RESULTS).glob(f"{name}-*") if (m := re.fullmatch(rf"{re.escape(name)}-(\d+)(-.*)?", p.stem))]
+    return f"{name}-{max(taken, default=0) + 1}"
+
+
+def result_output(run: Path, stem: str, output: str | None, suffix: str = ".png") -> Path:
+    """Where a command writes: the ``-o`` the user gave, else ``RUN/results/STEM.png``."""
+    return Path(output) if output else run / RESULTS / f"{stem}{suffix}"
+
+
+def save_result(run: Path, stem: str, numbers: dict[str, Any], figure: Path | None = None) -> list[Path]:
+    """Keep an application's numbers (and picture) in the run folder as ``results/STEM.json`` (``.png``),
+    where ``aekit report`` finds them; returns the files written there."""
     if not run.is_dir():
-        return
-    atomic_write(run / RESULTS / f"{name}.json", json.dumps(numbers, indent=2))
-    if figure is not None and figure.exists() and figure.resolve() != (run / RESULTS / f"{name}.png").resolve():
-        shutil.copyfile(figure, run / RESULTS / f"{name}.png")
+        return []
+    written = [run / RESULTS / f"{stem}.json"]
+    atomic_write(written[0], json.dumps(numbers, indent=2))
+    if figure is not None and figure.exists():
+        kept = run / RESULTS / f"{stem}{figure.suffix}"
+        if figure.resolve() != kept.resolve():
+            shutil.copyfile(figure, kept)
+        written.append(kept)
+    return written

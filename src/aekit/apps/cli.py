@@ -14,7 +14,7 @@ import torch
 from ..checkpoint import atomic_write, load, read_json
 from ..errors import CheckpointError, ConfigError, DataError
 from ..plotting import image_grid
-from ..runs import CALIBRATION, RESULTS, run_data, save_result
+from ..runs import CALIBRATION, RESULTS, result_output, result_stem, run_data, save_result
 
 
 def _ints(text: str) -> list[int]:
@@ -36,29 +36,40 @@ def _images(model) -> None:
         raise DataError(f"this model's samples have shape {model.input_shape}, not images; there is no picture to draw.")
 
 
-def _report(run: str, name: str, numbers: dict, figure: Path | None) -> None:
-    save_result(Path(run), name, numbers, figure)
-    print(json.dumps(numbers, indent=2))
+def _output(args, name: str, run: str | Path | None = None, suffix: str = ".png") -> tuple[str, Path]:
+    """This call's result name (``NAME-K``) and where its picture goes: ``-o``, else ``RUN/results/NAME-K.png``."""
+    run = Path(run if run is not None else args.run)
+    stem = result_stem(run, name)
+    return stem, result_output(run, stem, getattr(args, "output", None), suffix)
+
+
+def _report(run: str | Path, stem: str, numbers: dict, figure: Path | None, *also: Path) -> None:
+    """Keep the numbers (and picture) in RUN/results and print them with every path written."""
+    kept = save_result(Path(run), stem, numbers, figure)
+    wrote = [str(p) for p in dict.fromkeys([*(x for x in (figure, *also) if x is not None and x.exists()), *kept])]
+    print(json.dumps({**numbers, "wrote": wrote}, indent=2))
 
 
 def cmd_embed(args):
     from .embed import embed, plot_embedding
 
     model, data = load(args.run), _data(args, "test")
+    stem, out = _output(args, "embed")
     result = embed(model, data, method=args.method, max_points=args.max_points, seed=args.seed)
-    plot_embedding(result, args.output, title=f"{data.name} [{data.split}]")
-    _report(args.run, "embed", {"method": args.method, "samples": len(result.pca), **result.summary()}, Path(args.output))
+    plot_embedding(result, out, title=f"{data.name} [{data.split}]")
+    _report(args.run, stem, {"method": args.method, "samples": len(result.pca), **result.summary()}, out)
 
 
 def cmd_denoise(args):
     from .denoise import denoise
 
     model, data = load(args.run), _data(args, "test")
+    stem, out = _output(args, "denoise")
     result = denoise(model, data.x, noise=args.noise, seed=args.seed)
     if len(model.input_shape) == 3:
         n = args.n
-        image_grid([("noisy", result.noisy[:n].numpy()), ("denoised", result.denoised[:n].numpy()), ("clean", data.x[:n].numpy())], args.output)
-    _report(args.run, "denoise", {"noise": args.noise, "samples": len(data), **result.summary()}, Path(args.output))
+        image_grid([("noisy", result.noisy[:n].numpy()), ("denoised", result.denoised[:n].numpy()), ("clean", data.x[:n].numpy())], out)
+    _report(args.run, stem, {"noise": args.noise, "samples": len(data), **result.summary()}, out if out.exists() else None)
 
 
 def cmd_detect(args):
@@ -74,7 +85,7 @@ def cmd_detect(args):
         anomalous = data.y.numpy().astype(bool)  # the ODDS convention: 1 = outlier
     else:
         anomalous = None
-    out = Path(args.output)
+    stem, out = _output(args, "detect")
     if out.suffix.lower() not in (".csv", ".png"):
         raise ConfigError(f"cannot write {out}: use a .csv file (one line per sample) or a .png file (the score histogram).")
     calibration = None
@@ -96,11 +107,10 @@ def cmd_detect(args):
         write_scores(out, result, data, model, feature_contributions)
     else:
         plot_score_histogram(result, anomalous, out, title=f"{data.name} [{data.split}]")
-    save_result(run, "detect", result.summary(), out if out.suffix.lower() == ".png" else None)
-    wrote = [str(out)]
+    maps = None
     if len(model.input_shape) == 3 and run.is_dir():  # images: where the most anomalous ones differ, pixel by pixel
-        wrote.append(str(anomaly_maps(run / RESULTS / "detect_maps.png", model, data.x, result.scores, feature_contributions)))
-    print(json.dumps({**result.summary(), "wrote": wrote}, indent=2))
+        maps = anomaly_maps(run / RESULTS / f"{stem}-maps.png", model, data.x, result.scores, feature_contributions)
+    _report(run, stem, result.summary(), out if out.suffix.lower() == ".png" else None, *([out] if out.suffix.lower() == ".csv" else []), *([maps] if maps else []))
 
 
 def anomaly_maps(path: Path, model, x: torch.Tensor, scores: np.ndarray, contributions, n: int = 8) -> Path:
@@ -163,9 +173,9 @@ def cmd_sample(args):
 
     model = load(args.run)
     _images(model)
-    image_grid(grid_rows(sample(model, args.n, seed=args.seed), args.per_row), args.output)
-    save_result(Path(args.run), "sample", {"samples": args.n}, Path(args.output))
-    print(f"wrote {args.n} samples to {args.output}")
+    stem, out = _output(args, "sample")
+    image_grid(grid_rows(sample(model, args.n, seed=args.seed), args.per_row), out)
+    _report(args.run, stem, {"samples": args.n, "seed": args.seed}, out)
 
 
 def cmd_interpolate(args):
@@ -176,9 +186,10 @@ def cmd_interpolate(args):
     for index in (args.a, args.b):
         if not 0 <= index < len(data):
             raise DataError(f"sample {index} does not exist; {data.name} [{data.split}] has {len(data)} samples.")
+    stem, out = _output(args, "interpolate")
     path = interpolate(model, data.x[args.a], data.x[args.b], steps=args.steps)
-    image_grid([(f"{args.a} -> {args.b}", path.numpy())], args.output)
-    print(f"wrote a {args.steps}-step interpolation to {args.output}")
+    image_grid([(f"{args.a} -> {args.b}", path.numpy())], out)
+    _report(args.run, stem, {"from": args.a, "to": args.b, "steps": args.steps}, out)
 
 
 def cmd_traverse(args):
@@ -188,8 +199,9 @@ def cmd_traverse(args):
     _images(model)
     grid = traversal(model, data.x[args.index], data.x[:2000], dims=args.dims, span=args.span, steps=args.steps)
     dims = args.dims if args.dims is not None else list(range(len(grid)))
-    image_grid([(f"z{d}", row.numpy()) for d, row in zip(dims, grid)], args.output)
-    print(f"wrote a traversal of {len(dims)} code units to {args.output}")
+    stem, out = _output(args, "traverse")
+    image_grid([(f"z{d}", row.numpy()) for d, row in zip(dims, grid)], out)
+    _report(args.run, stem, {"sample": args.index, "units": [int(d) for d in dims], "span": args.span, "steps": args.steps}, out)
 
 
 def cmd_probe(args):
@@ -199,7 +211,7 @@ def cmd_probe(args):
     train = run_data(Path(args.run), args.dataset, "train", args.data_dir, "train")
     test = run_data(Path(args.run), args.dataset, "test", args.data_dir, "test")
     accuracy = probe(model, train, test)
-    _report(args.run, "probe", {"classifier": "StandardScaler + LogisticRegression", "code_size": model.code_size, "accuracy": accuracy}, None)
+    _report(args.run, result_stem(Path(args.run), "probe"), {"classifier": "StandardScaler + LogisticRegression", "code_size": model.code_size, "accuracy": accuracy}, None)
 
 
 def cmd_index(args):
@@ -230,17 +242,18 @@ def cmd_search(args):
         everything = encode(model, queries.x)
         numbers["precision_at_k"] = precision_at_k(index, everything, queries.y.numpy(), args.k)
         numbers["precision_queries"] = len(everything)
-    if args.output and len(model.input_shape) == 3:
+    stem, out = _output(args, "search", run=index.info["run"])
+    if len(model.input_shape) == 3:
         collection = run_data(Path(index.info["run"]), index.info["dataset"], index.info["split"], index.info.get("data_dir"), "train")
         rows = [(f"query {q}", np.concatenate([queries.x[q : q + 1].numpy(), collection.x[row].numpy()])) for q, row in zip(chosen, hits)]
-        image_grid(rows, args.output)
-    _report(index.info["run"], "search", numbers, Path(args.output) if args.output else None)
+        image_grid(rows, out)
+    _report(index.info["run"], stem, numbers, out if out.exists() else None)
 
 
 def cmd_report(args):
     from .report import write_report
 
-    path = write_report(args.run, args.output)
+    path = write_report(args.run, args.output or Path(args.run) / RESULTS / "report.html")
     print(f"wrote {path}")
 
 
@@ -260,7 +273,7 @@ def add_commands(commands, sizes, option) -> None:
     p.add_argument("--method", choices=["pca", "tsne", "umap"], default="pca", help="projection of codes with more than 2 units (default: pca)")
     p.add_argument("--max-points", type=int, default=3000, help="samples drawn for the map (default: 3000)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", default="embed.png")
+    p.add_argument("-o", "--output", help="the picture to write (default: RUN/results/embed-K.png, one per call)")
     p.set_defaults(func=cmd_embed)
 
     p = commands.add_parser("denoise", help="corrupt test data, reconstruct it, report PSNR", description="Corrupt clean data, reconstruct it, write a noisy/denoised/clean grid and the PSNR of both.")
@@ -268,7 +281,7 @@ def add_commands(commands, sizes, option) -> None:
     p.add_argument("--noise", default="gaussian:0.5", help="gaussian:SIGMA, masking:FRACTION or salt_and_pepper:FRACTION (default: gaussian:0.5)")
     p.add_argument("-n", type=int, default=10, help="images in the grid (default: 10)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", default="denoise.png")
+    p.add_argument("-o", "--output", help="the picture to write (default: RUN/results/denoise-K.png, one per call)")
     p.set_defaults(func=cmd_denoise)
 
     p = commands.add_parser("detect", help="anomaly scores, saved threshold, flagged rows by id, ROC AUC", description="Score every sample (the model's anomaly score: reconstruction error, code density, minus the ELBO for a VAE), flag those whose conformal p-value against the run's calibration scores is at most --false-alarm-rate, and evaluate when labels exist. -o scores.csv writes one line per sample (id, score, pvalue, flagged, top_features); -o scores.png the histogram.")
@@ -278,7 +291,7 @@ def add_commands(commands, sizes, option) -> None:
     p.add_argument("--contamination", type=float, help="instead, flag this share of the reference scores")
     p.add_argument("--percentile", type=float, help="instead, flag scores above this percentile of the reference scores")
     p.add_argument("--reference-split", choices=["train", "test", "all"], help="with --contamination/--percentile: the split whose scores set the threshold (default: the scored data)")
-    p.add_argument("-o", "--output", default="scores.png", help="scores.csv (one line per sample) or scores.png (histogram) (default: scores.png)")
+    p.add_argument("-o", "--output", help="scores.csv (one line per sample) or scores.png (histogram) (default: RUN/results/detect-K.png, one per call)")
     p.set_defaults(func=cmd_detect)
 
     p = commands.add_parser("protocol", help="run an anomaly-detection protocol (MNIST one-class, ODDS)", description="Train and score detectors under a standard protocol: mnist-one-class (train on one digit, test on all) or odds (stratified 60/40 split, several seeds).")
@@ -303,7 +316,7 @@ def add_commands(commands, sizes, option) -> None:
     p.add_argument("-n", type=int, default=64)
     p.add_argument("--per-row", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", default="samples.png")
+    p.add_argument("-o", "--output", help="the picture to write (default: RUN/results/sample-K.png, one per call)")
     p.set_defaults(func=cmd_sample)
 
     p = commands.add_parser("interpolate", help="decode a line in code space between two samples", description="Decode points on the straight line between the codes of samples A and B.")
@@ -311,7 +324,7 @@ def add_commands(commands, sizes, option) -> None:
     p.add_argument("a", type=int, help="index of the first sample")
     p.add_argument("b", type=int, help="index of the second sample")
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("-o", "--output", default="interpolation.png")
+    p.add_argument("-o", "--output", help="the picture to write (default: RUN/results/interpolate-K.png, one per call)")
     p.set_defaults(func=cmd_interpolate)
 
     p = commands.add_parser("traverse", help="vary one code unit at a time (latent traversal)", description="Vary each code unit over mean +- span standard deviations around one sample's code; one row per unit.")
@@ -320,7 +333,7 @@ def add_commands(commands, sizes, option) -> None:
     p.add_argument("--dims", type=_ints, help="code units to vary (default: the first 10)")
     p.add_argument("--span", type=float, default=2.5)
     p.add_argument("--steps", type=int, default=9)
-    p.add_argument("-o", "--output", default="traversal.png")
+    p.add_argument("-o", "--output", help="the picture to write (default: RUN/results/traverse-K.png, one per call)")
     p.set_defaults(func=cmd_traverse)
 
     p = commands.add_parser("probe", help="logistic regression on codes vs raw inputs vs PCA", description="Fit logistic regression on the train split's codes, raw inputs and PCA codes of the same size; report test accuracy.")
@@ -333,7 +346,7 @@ def add_commands(commands, sizes, option) -> None:
     _data_args(p, "which part to index (default: train)")
     p.add_argument("--metric", choices=["cosine", "l2"], default="cosine")
     p.add_argument("--approximate", choices=["auto", "yes", "no"], default="auto", help="FAISS IVF index: auto = from 50,000 codes on")
-    p.add_argument("-o", "--output", default="index")
+    p.add_argument("-o", "--output", default="index", help="the index folder to write (default: index)")
     p.set_defaults(func=cmd_index)
 
     p = commands.add_parser("search", help="nearest neighbours of queries in an index", description="Find the k nearest indexed samples of query samples; precision@k by label over all queries.")
@@ -343,11 +356,11 @@ def add_commands(commands, sizes, option) -> None:
     p.add_argument("--data-dir")
     p.add_argument("--queries", type=_ints, help="query indices shown in the grid (default: 0-4)")
     p.add_argument("-k", type=int, default=10)
-    p.add_argument("-o", "--output", default="search.png", help="result grid (image data)")
+    p.add_argument("-o", "--output", help="result grid, image data (default: RUN/results/search-K.png, one per call)")
     p.set_defaults(func=cmd_search)
 
     p = commands.add_parser("report", help="one self-contained HTML page about a run", description="Write an HTML report (images embedded): curves, reconstructions, latent map, samples, application results.")
     p.add_argument("run")
-    p.add_argument("-o", "--output", default="report.html")
+    p.add_argument("-o", "--output", help="the page to write (default: RUN/results/report.html)")
     p.set_defaults(func=cmd_report)
 

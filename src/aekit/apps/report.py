@@ -51,6 +51,13 @@ def _table(numbers: dict) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
+def _call_order(path: Path) -> tuple[str, int]:
+    """``embed-10`` after ``embed-9``: results sort by name, then by call number."""
+    name, _, rest = path.stem.partition("-")
+    number = rest.split("-")[0]
+    return name, int(number) if number.isdigit() else 0
+
+
 def write_report(run: str | Path, out: str | Path, samples: int = 32) -> Path:
     """Write the report of ``run`` to ``out``; images are embedded, so the page stands alone."""
     run = Path(run)
@@ -62,8 +69,10 @@ def write_report(run: str | Path, out: str | Path, samples: int = 32) -> Path:
     if (run / "reconstructions.png").exists():
         sections.append("<h2>Reconstructions</h2>" + _img(run / "reconstructions.png", "inputs above reconstructions", "reconstructions"))
     results = run / RESULTS
-    if (results / "embed.png").exists():
-        sections.append("<h2>Latent map</h2>" + _img(results / "embed.png", "latent map", "latent-map"))
+    kept = sorted(results.glob("*.json"), key=_call_order) if results.is_dir() else []
+    maps = [p.with_suffix(".png") for p in kept if p.stem.startswith("embed-") and p.with_suffix(".png").exists()]
+    if maps:  # the latest map; every call's stays in its own section below
+        sections.append("<h2>Latent map</h2>" + _img(maps[-1], "latent map", "latent-map"))
     if hasattr(model, "sample") and len(model.input_shape) == 3:
         from ..plotting import image_grid
         from .generate import grid_rows, sample
@@ -71,16 +80,16 @@ def write_report(run: str | Path, out: str | Path, samples: int = 32) -> Path:
         buffer_path = run / RESULTS / "samples.png"
         image_grid(grid_rows(sample(model, samples), 8), buffer_path)
         sections.append("<h2>Samples from the prior</h2>" + _img(buffer_path, "samples", "samples"))
-    if (results / "detect_maps.png").exists():
-        sections.append("<h2>Anomaly maps</h2>" + _img(results / "detect_maps.png", "most anomalous images, reconstructions and per-pixel error maps", "anomaly-maps"))
-    if results.is_dir():
-        for numbers in sorted(results.glob("*.json")):
-            name = numbers.stem
-            block = f'<section class="result" id="result-{html.escape(name)}"><h2>{html.escape(name)}</h2>' + _table(read_json(numbers, ""))
-            picture = results / f"{name}.png"
-            if picture.exists() and name != "embed":
-                block += _img(picture, name, f"figure-{name}")
-            sections.append(block + "</section>")
+    anomaly = [p for p in sorted(results.glob("detect-*-maps.png"), key=_call_order)] if results.is_dir() else []
+    if anomaly:
+        sections.append("<h2>Anomaly maps</h2>" + _img(anomaly[-1], "most anomalous images, reconstructions and per-pixel error maps", "anomaly-maps"))
+    for numbers in kept:
+        name = numbers.stem
+        block = f'<section class="result" id="result-{html.escape(name)}"><h2>{html.escape(name)}</h2>' + _table(read_json(numbers, ""))
+        picture = results / f"{name}.png"
+        if picture.exists() and not (maps and picture == maps[-1]):
+            block += _img(picture, name, f"figure-{name}")
+        sections.append(block + "</section>")
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>aekit report</title><style>"
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}img{max-width:100%;border:1px solid #ddd}"
