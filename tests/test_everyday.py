@@ -207,3 +207,32 @@ def test_image_defaults_are_sized_from_the_image_and_said(tmp_path, capsys):
         error = ((model(test.x).x_hat - test.x) ** 2).flatten(1).sum(1).mean().item()
     mean_image = ((test.x - aekit.load_dataset("digits").x.mean(0)) ** 2).flatten(1).sum(1).mean().item()
     assert error < 0.9 * mean_image  # after 4 epochs it is no longer the mean image
+
+
+@pytest.mark.parametrize(
+    "tamper, message",
+    [
+        (lambda run: (run / "model.safetensors").unlink() or os.symlink("/dev/zero", run / "model.safetensors"), "impossible"),
+        (lambda run: (run / "config.json").write_text("[" * 100_000 + "]" * 100_000), "not valid JSON"),
+        (lambda run: (run / "config.json").write_text('{"model": "ae", "options": {"code_size": ' + "9" * 5000 + "}}"), "not valid JSON"),
+        (lambda run: (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes() + b"\0" * 10), "beyond the tensors"),
+    ],
+)
+def test_tampered_run_files_are_one_line(tmp_path, capsys, tamper, message):
+    run = tmp_path / "run"
+    assert main(["train", "--epochs", "1", *TINY, "--out", str(run), "--quiet"]) == 0
+    tamper(run)
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_weights_of_another_dtype_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    model = aekit.get_model("ae", input_shape=(4,), code_size=2, hidden=(4,))
+    aekit.save(model, tmp_path / "m")
+    save_file({k: v.double() for k, v in model.state_dict().items()}, tmp_path / "m" / "model.safetensors")
+    with pytest.raises(aekit.CheckpointError, match="dtype"):
+        aekit.load(tmp_path / "m")

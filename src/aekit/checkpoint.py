@@ -149,13 +149,20 @@ def save(model: nn.Module, path: str | Path, weights: str = WEIGHTS) -> Path:
     return path
 
 
+MAX_JSON = 64 * 2**20  # a run's JSON files are small; a larger one is not aekit's
+
+
 def read_json(path: Path, what: str) -> Any:
     try:
-        return json.loads(path.read_text())
+        with open(path, "rb") as f:
+            text = f.read(MAX_JSON + 1)
+        if len(text) > MAX_JSON:
+            raise CheckpointError(f"{path} is larger than {MAX_JSON // 2**20} MiB: not an aekit file.")
+        return json.loads(text)
     except FileNotFoundError:
         raise CheckpointError(f"{path} not found: {what}.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc}); the file is corrupt.") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or a huge integer
+        raise CheckpointError(f"{path} is not valid JSON ({type(exc).__name__}: {str(exc)[:100]}); the file is corrupt.") from None
 
 
 def build_from_config(config: Any, source: Path) -> nn.Module:
@@ -172,13 +179,37 @@ def build_from_config(config: Any, source: Path) -> nn.Module:
         raise CheckpointError(f"{source}: {exc}") from None
 
 
+MAX_HEADER = 100 * 2**20  # safetensors' own limit on the JSON header
+
+
+def _safetensors_bytes(path: Path) -> bytes:
+    """The bytes a safetensors file declares (8-byte header length, JSON header, the tensors' extent), read
+    no further: a file that is endless (a link to /dev/zero) or padded is refused, not read whole."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError("shorter than its 8-byte header length")
+        n = int.from_bytes(head, "little")
+        if not 2 <= n <= MAX_HEADER:
+            raise ValueError(f"its header length {n} is impossible")
+        header = f.read(n)
+        offsets = [end for key, entry in json.loads(header).items() if key != "__metadata__" for end in entry["data_offsets"][1:]]
+        extent = max(offsets, default=0)
+        body = f.read(extent)
+        if len(body) < extent:
+            raise ValueError(f"it declares {extent} bytes of tensors but holds {len(body)}")
+        if f.read(1):
+            raise ValueError("it holds bytes beyond the tensors it declares")
+    return head + header + body
+
+
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """Read a safetensors file, turning any corruption into a :class:`CheckpointError`."""
     try:
-        return load_safetensors(path.read_bytes())
+        return load_safetensors(_safetensors_bytes(path))
     except FileNotFoundError:
         raise CheckpointError(f"{path} not found.") from None
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise CheckpointError(f"{path} is truncated or corrupt ({exc}); it cannot be loaded.") from None
 
 
@@ -188,13 +219,14 @@ def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: Pat
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     wrong = [f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    wrong += [f"{k} {tensors[k].dtype} != {v.dtype}" for k, v in expected.items() if k in tensors and tensors[k].dtype != v.dtype]
     if missing or unexpected or wrong:
         details = "; ".join(
             part
             for part in (
                 missing and f"missing {missing[:3]}",
                 unexpected and f"unexpected {unexpected[:3]}",
-                wrong and f"wrong shape {wrong[:3]}",
+                wrong and f"wrong shape or dtype {wrong[:3]}",
             )
             if part
         )
