@@ -236,3 +236,11 @@ def test_weights_of_another_dtype_are_refused(tmp_path):
     save_file({k: v.double() for k, v in model.state_dict().items()}, tmp_path / "m" / "model.safetensors")
     with pytest.raises(aekit.CheckpointError, match="dtype"):
         aekit.load(tmp_path / "m")
+
+
+def test_an_idx_file_or_an_mnist_folder_is_a_data_set(shared_data):
+    folder = aekit.load_dataset(str(shared_data / "mnist"), split="test")
+    named = aekit.load_dataset("mnist", split="test", data_dir=shared_data)
+    assert folder.shape == (1, 28, 28) and torch.equal(folder.x, named.x) and torch.equal(folder.y, named.y)
+    one_file = aekit.load_dataset(str(shared_data / "mnist" / "t10k-images-idx3-ubyte.gz"), split="all")
+    assert torch.equal(one_file.x, named.x) and torch.equal(one_file.y, named.y)  # the labels file beside it is found

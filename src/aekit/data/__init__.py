@@ -22,11 +22,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import DataError, suggest
 from .dataset import SPLITS, Dataset, RawData, Scaling, build, check_finite
 from .files import parse_image_size, read_csv, read_image_folder, read_mat, read_npy, read_npz, read_parquet
 from .idx import read_idx, write_idx
-from .sources import FASHION_MNIST, MNIST, data_roots, read_digits, read_odds
+from .sources import FASHION_MNIST, MNIST, data_roots, find_file, read_digits, read_odds
 
 #: Named sources: name -> reader(split, roots, download).
 NAMED = {
@@ -95,6 +97,19 @@ def load_dataset(
     return build(raw, str(name), split, scaling)
 
 
+def read_idx_images(path: Path) -> RawData:
+    """An IDX file of images ``(n, rows, cols)`` (or ``(n, features)``), with the labels file beside it when there
+    is one (``...-images-idx3-ubyte`` -> ``...-labels-idx1-ubyte``)."""
+    x = read_idx(path)
+    labels_file = path.with_name(path.name.replace("images-idx3", "labels-idx1"))
+    y = read_idx(labels_file) if labels_file != path and labels_file.is_file() else None
+    if y is not None and (y.ndim != 1 or len(y) != len(x)):
+        raise DataError(f"{labels_file} does not hold one label per image of {path}.")
+    if x.ndim == 3:
+        x = x[:, None]  # (n, 1, rows, cols)
+    return RawData(x, y, pixel_max=255.0 if x.dtype == np.uint8 else None)
+
+
 def _read(name: str, split: str, data_dir, label_column, download: bool, id_column=None, ignore_columns=None, image_size=None) -> RawData:
     roots = data_roots(data_dir)
     if name in NAMED:
@@ -102,8 +117,12 @@ def _read(name: str, split: str, data_dir, label_column, download: bool, id_colu
     if name.startswith("odds:"):
         return read_odds(name.removeprefix("odds:"), roots)
     path = Path(name).expanduser()
+    if path.is_dir() and find_file([path], "", "train-images-idx3-ubyte.gz") is not None:  # an MNIST-style folder
+        return MNIST.read(split, [path], allow_download=False)
     if path.is_dir():
         return read_image_folder(path, image_size)
+    if path.is_file() and "idx" in path.name and path.suffix.lower() not in _FILE_READERS and path.suffix.lower() != ".csv":
+        return read_idx_images(path)
     if path.is_file():
         if path.suffix.lower() == ".csv":
             return read_csv(path, label_column, id_column, ignore_columns)
