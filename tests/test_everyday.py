@@ -244,3 +244,34 @@ def test_an_idx_file_or_an_mnist_folder_is_a_data_set(shared_data):
     assert folder.shape == (1, 28, 28) and torch.equal(folder.x, named.x) and torch.equal(folder.y, named.y)
     one_file = aekit.load_dataset(str(shared_data / "mnist" / "t10k-images-idx3-ubyte.gz"), split="all")
     assert torch.equal(one_file.x, named.x) and torch.equal(one_file.y, named.y)  # the labels file beside it is found
+
+
+def test_every_cli_option_has_help_that_states_its_default():
+    import argparse
+
+    from aekit.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for name, parser in commands.choices.items():
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            states = action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or "")
+            if not action.help or (action.option_strings and not states):
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, missing
+
+
+def test_maps_and_probes_of_small_tables(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(14, 3)), columns=list("abc"))
+    frame["label"] = [0, 1] * 7
+    frame.to_csv(tmp_path / "small.csv", index=False)
+    run = str(tmp_path / "run")
+    assert main(["train", "--dataset", str(tmp_path / "small.csv"), "--split", "all", "--epochs", "2", "--out", run, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["embed", run]) == 2 and "at least 6 samples" in capsys.readouterr().err  # its test split has 3 rows
+    for method in ("pca", "tsne"):
+        assert main(["embed", run, "--split", "all", "--method", method]) == 0
+    assert main(["probe", run]) == 0

@@ -12,8 +12,11 @@ from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
 
 from ..data import Dataset
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .common import encode
+
+
+MIN_SAMPLES = 6  # fewer, and neighbourhoods (trustworthiness, k-NN) mean nothing
 
 
 @dataclass
@@ -36,8 +39,8 @@ def to_2d(points: np.ndarray, method: str, seed: int) -> np.ndarray:
         return np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
     if method == "pca":
         return PCA(2, random_state=seed).fit_transform(points)
-    if method == "tsne":
-        return TSNE(2, random_state=seed, init="pca").fit_transform(points)
+    if method == "tsne":  # perplexity below the number of points, as t-SNE requires
+        return TSNE(2, random_state=seed, init="pca", perplexity=min(30.0, (len(points) - 1) / 3)).fit_transform(points)
     if method == "umap":
         try:
             import umap
@@ -54,12 +57,15 @@ def embed(model: nn.Module, data: Dataset, method: str = "pca", n_neighbors: int
     raw inputs with ``n_neighbors``; the k-NN accuracy is a 5-fold
     cross-validated ``KNeighborsClassifier(n_neighbors)`` in each 2-D map.
     """
+    if len(data) < MIN_SAMPLES:
+        raise DataError(f"a 2-D map needs at least {MIN_SAMPLES} samples, and {data.name} [{data.split}] has {len(data)}; use --split all, or more data.")
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(len(data), size=min(max_points, len(data)), replace=False))
+    n_neighbors = min(n_neighbors, (len(keep) - 1) // 2)  # trustworthiness needs n_neighbors < n / 2
     x = data.x[keep]
     raw = x.flatten(1).numpy()
     labels = data.y[keep].numpy() if data.y is not None else None
-    maps = {"autoencoder": to_2d(encode(model, x), method, seed), "pca": PCA(2, random_state=seed).fit_transform(raw)}
+    maps = {"autoencoder": to_2d(encode(model, x), method, seed), "pca": to_2d(raw, "pca", seed)}
     trust = {name: float(trustworthiness(raw, points, n_neighbors=n_neighbors)) for name, points in maps.items()}
     knn = {}
     if labels is not None and len(np.unique(labels)) > 1:
