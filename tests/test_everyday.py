@@ -275,3 +275,18 @@ def test_maps_and_probes_of_small_tables(tmp_path, capsys):
     for method in ("pca", "tsne"):
         assert main(["embed", run, "--split", "all", "--method", method]) == 0
     assert main(["probe", run]) == 0
+
+
+def test_report_tables_are_formatted_for_people(tmp_path):
+    import re
+
+    from aekit.apps.report import _table, write_report
+
+    cell = _table({"roc_auc": None, "threshold": 4.998015880584717, "trustworthiness": {"pca": 0.8123456789}, "queries": list(range(20)), "wrote": ["x"]})
+    assert "None" not in cell and "4.998<" in cell and "trustworthiness · pca" in cell and "0.8123<" in cell and "(20 in all)" in cell and ">x<" not in cell
+    run = tmp_path / "run"
+    assert main(["train", "--epochs", "2", *TINY, "--out", str(run), "--quiet"]) == 0
+    assert main(["detect", str(run)]) == 0 and main(["embed", str(run)]) == 0
+    page = write_report(run, tmp_path / "r.html").read_text()
+    tables = "".join(re.findall(r"<table>.*?</table>", page))
+    assert "None" not in tables and not re.search(r"\d\.\d{6,}", tables)

@@ -56,7 +56,7 @@ def cmd_embed(args):
     model, data = load(args.run), _data(args, "test")
     stem, out = _output(args, "embed")
     result = embed(model, data, method=args.method, max_points=args.max_points, seed=args.seed)
-    plot_embedding(result, out, title=f"{data.name} [{data.split}]")
+    plot_embedding(result, out, title=f"{data.name} [{data.split}]", classes=data.classes)
     _report(args.run, stem, {"method": args.method, "samples": len(result.pca), **result.summary()}, out)
 
 

@@ -185,7 +185,11 @@ def plot_score_histogram(detection: Detection, anomalous: np.ndarray | None, pat
     from ..plotting import save_figure
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    bins = np.histogram_bin_edges(detection.scores, bins=60)
+    scores = detection.scores
+    skewed = scores.min() > 0 and scores.max() > 20 * np.median(scores)  # a long right tail: log-spaced bins
+    bins = np.geomspace(scores.min(), scores.max(), 61) if skewed else np.histogram_bin_edges(scores, bins=60)
+    if skewed:
+        ax.set_xscale("log")
     if anomalous is None:
         ax.hist(detection.scores, bins=bins, color="tab:blue", alpha=0.8, label="all")
     else:

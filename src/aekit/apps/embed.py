@@ -75,24 +75,33 @@ def embed(model: nn.Module, data: Dataset, method: str = "pca", n_neighbors: int
     return Embedding(maps["autoencoder"], maps["pca"], labels, trust, knn)
 
 
-def plot_embedding(embedding: Embedding, path, title: str = ""):
-    """Two scatter plots side by side, coloured by label."""
+def plot_embedding(embedding: Embedding, path, title: str = "", classes: list[str] | None = None):
+    """Two scatter plots side by side, coloured by label: a legend of class names for up to 10 classes, a colour bar beyond."""
     import matplotlib.pyplot as plt
 
     from ..plotting import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), layout="constrained")
+    labels = embedding.labels
+    few = labels is not None and len(np.unique(labels)) <= 10
     for ax, (name, points) in zip(axes, (("autoencoder code", embedding.autoencoder), ("PCA of the inputs", embedding.pca))):
         key = "autoencoder" if name.startswith("auto") else "pca"
-        colours = {"c": embedding.labels, "cmap": "tab10"} if embedding.labels is not None else {"c": "tab:blue"}
-        scatter = ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.8, **colours)
+        if few:
+            for i, label in enumerate(np.unique(labels)):
+                shown = classes[label] if classes is not None and 0 <= label < len(classes) else str(label)
+                ax.scatter(*points[labels == label].T, s=4, alpha=0.8, color=plt.cm.tab10(i), label=shown)
+        else:
+            colours = {"c": labels, "cmap": "viridis"} if labels is not None else {"c": "tab:blue"}
+            scatter = ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.8, **colours)
         numbers = f"trustworthiness {embedding.trustworthiness[key]:.3f}"
         if key in embedding.knn_accuracy:
             numbers += f", k-NN accuracy {embedding.knn_accuracy[key]:.3f}"
         ax.set_title(f"{name}\n{numbers}", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-    if embedding.labels is not None:
+    if few:
+        axes[1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=3, fontsize=8, frameon=False)
+    elif labels is not None:
         fig.colorbar(scatter, ax=list(axes), shrink=0.8)
     if title:
         fig.suptitle(title)

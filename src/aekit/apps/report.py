@@ -29,9 +29,11 @@ def training_curves(metrics: Path) -> bytes | None:
     columns = [c for c in rows[0] if c.endswith("loss") or c.startswith(("train_", "val_"))]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     epochs = [int(r["epoch"]) for r in rows]
+    drawn: list[list[float]] = []
     for column in columns:
         values = [float(r[column]) for r in rows if r.get(column) not in (None, "")]
-        if len(values) == len(epochs):
+        if len(values) == len(epochs) and values not in drawn:  # the only term equals the loss: draw it once
+            drawn.append(values)
             ax.plot(epochs, values, label=column, linestyle="--" if column.startswith("val_") else "-")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
@@ -43,11 +45,28 @@ def training_curves(metrics: Path) -> bytes | None:
     return buffer.getvalue()
 
 
-def _table(numbers: dict) -> str:
+def _shown(value) -> str:
+    """A number or value as a person reads it: 4 significant digits, no ``None``, short lists."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return ", ".join(_shown(v) for v in value[:8]) + (f", … ({len(value)} in all)" if len(value) > 8 else "")
+    return str(value)
+
+
+def _flat(numbers: dict, prefix: str = "") -> list[tuple[str, object]]:
     rows = []
     for key, value in numbers.items():
-        shown = json.dumps(value) if isinstance(value, (dict, list)) else (f"{value:.4g}" if isinstance(value, float) else str(value))
-        rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(shown)}</td></tr>")
+        name = f"{prefix}{key}"
+        rows += _flat(value, name + " · ") if isinstance(value, dict) else [(name, value)]
+    return rows
+
+
+def _table(numbers: dict) -> str:
+    """The numbers as a two-column table; nested ones (``trustworthiness · pca``) get a row each; paths are left out."""
+    rows = [f"<tr><th>{html.escape(key.replace('_', ' '))}</th><td>{html.escape(_shown(value))}</td></tr>" for key, value in _flat(numbers) if key != "wrote"]
     return "<table>" + "".join(rows) + "</table>"
 
 
