@@ -290,3 +290,37 @@ def test_report_tables_are_formatted_for_people(tmp_path):
     page = write_report(run, tmp_path / "r.html").read_text()
     tables = "".join(re.findall(r"<table>.*?</table>", page))
     assert "None" not in tables and not re.search(r"\d\.\d{6,}", tables)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the full-disk case below runs for everyone")
+def test_a_read_only_out_is_one_line(tmp_path, capsys):
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o555)
+    assert main(["train", "--epochs", "1", *TINY, "--out", str(locked / "run"), "--quiet"]) == 2
+    assert "choose a folder you can write to" in capsys.readouterr().err
+
+
+def test_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
+    from aekit import checkpoint
+
+    def full(fd, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", lambda fd: full(fd, None))
+    assert main(["train", "--epochs", "1", *TINY, "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and err.count("\n") == 1
+    assert not list((tmp_path / "run").glob(".*.tmp"))  # no half-written file left behind
+
+
+def test_a_corrupt_faiss_index_is_one_line(tmp_path, capsys):
+    pytest.importorskip("faiss")
+    run = tmp_path / "run"
+    assert main(["train", "--epochs", "1", *TINY, "--out", str(run), "--quiet"]) == 0
+    assert main(["index", str(run), "--approximate", "yes", "-o", str(tmp_path / "idx")]) == 0
+    (tmp_path / "idx" / "faiss.index").write_bytes(b"garbage" * 10)
+    capsys.readouterr()
+    assert main(["search", str(tmp_path / "idx")]) == 2
+    err = capsys.readouterr().err
+    assert "faiss.index is missing or corrupt" in err and err.count("\n") == 1

@@ -42,9 +42,12 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     (fsync), and the file is renamed over ``path`` (atomic on POSIX).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # a read-only or missing place: nothing was written
+        raise CheckpointError(f"cannot write {path} ({exc.strerror or exc}); choose a folder you can write to.") from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; the user's umask decides, as for open()
         with os.fdopen(fd, "wb") as f:
@@ -52,6 +55,9 @@ def atomic_write(path: Path, data: bytes | str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk: the old file, if any, is untouched
+        Path(tmp).unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write {path} ({exc.strerror or exc}); the previous version, if any, is intact. Free some space or choose another folder.") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -76,6 +82,11 @@ def lock_run(run: Path):
     ends, however it ends. Where ``fcntl`` is missing (Windows) it does nothing.
     """
     run = Path(run).resolve()
+    if run not in _held and fcntl is not None:
+        try:
+            run.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CheckpointError(f"cannot create the run folder {run} ({exc.strerror or exc}); choose a folder you can write to.") from None
     if run in _held or fcntl is None:
         if run in _held:
             _held[run][1] += 1
@@ -85,8 +96,10 @@ def lock_run(run: Path):
             if run in _held:
                 _held[run][1] -= 1
         return
-    run.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    except OSError as exc:
+        raise CheckpointError(f"cannot write in the run folder {run} ({exc.strerror or exc}); choose a folder you can write to.") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

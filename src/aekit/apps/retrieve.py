@@ -89,12 +89,19 @@ class CodeIndex:
             labels = np.load(path / "labels.npy", allow_pickle=False) if (path / "labels.npy").exists() else None
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"{path}: the index arrays cannot be read ({exc}).") from None
+        if not isinstance(meta, dict) or meta.get("metric") not in ("cosine", "l2"):
+            raise CheckpointError(f"{path / 'index.json'} is not an aekit index description; rebuild the index with aekit index.")
         info = {k: v for k, v in meta.items() if k not in ("metric", "approximate", "nprobe", "size")}
         index = cls(codes, labels, meta["metric"], info, nprobe=int(meta.get("nprobe", 16)))
         if meta.get("approximate"):
             import faiss
 
-            index.faiss_index = faiss.deserialize_index(np.frombuffer((path / "faiss.index").read_bytes(), dtype=np.uint8))
+            try:
+                index.faiss_index = faiss.deserialize_index(np.frombuffer((path / "faiss.index").read_bytes(), dtype=np.uint8))
+            except Exception as exc:  # FAISS raises RuntimeError for a corrupt file, OSError for a missing one
+                raise CheckpointError(f"{path / 'faiss.index'} is missing or corrupt ({type(exc).__name__}); rebuild the index with aekit index.") from None
+            if index.faiss_index.ntotal != len(codes) or index.faiss_index.d != codes.shape[1]:
+                raise CheckpointError(f"{path / 'faiss.index'} does not match the index's codes; rebuild the index with aekit index.")
         return index
 
 
