@@ -69,7 +69,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
 
 
 LOCK = ".lock"
-_held: dict[Path, list] = {}  # run folders this process has locked: [file descriptor, depth]
+_held: set[Path] = set()  # run folders this process has locked
 
 
 @contextlib.contextmanager
@@ -82,21 +82,11 @@ def lock_run(run: Path):
     ends, however it ends. Where ``fcntl`` is missing (Windows) it does nothing.
     """
     run = Path(run).resolve()
-    if run not in _held and fcntl is not None:
-        try:
-            run.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CheckpointError(f"cannot create the run folder {run} ({exc.strerror or exc}); choose a folder you can write to.") from None
-    if run in _held or fcntl is None:
-        if run in _held:
-            _held[run][1] += 1
-        try:
-            yield
-        finally:
-            if run in _held:
-                _held[run][1] -= 1
+    if fcntl is None or run in _held:  # no locks here, or this process holds it already (the outer block releases it)
+        yield
         return
     try:
+        run.mkdir(parents=True, exist_ok=True)
         fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
     except OSError as exc:
         raise CheckpointError(f"cannot write in the run folder {run} ({exc.strerror or exc}); choose a folder you can write to.") from None
@@ -108,14 +98,12 @@ def lock_run(run: Path):
         raise CheckpointError(f"{run} is being written by another aekit process (pid {holder}); wait for it to finish, or choose another --out.") from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
-    _held[run] = [fd, 1]
+    _held.add(run)
     try:
         yield
     finally:
-        _held[run][1] -= 1
-        if not _held[run][1]:
-            del _held[run]
-            os.close(fd)  # closing releases the lock
+        _held.discard(run)
+        os.close(fd)  # closing releases the lock
 
 
 def _umask() -> int:

@@ -42,12 +42,12 @@ def run_data(
     scaling = None if recorded == IN_MODEL else Scaling.from_json(recorded) if recorded else "minmax"
     if stream and spec.get("stream") and dataset is None:
         return open_stream(name, split=split or default_split, scaling=scaling)
-    csv = str(name).lower().endswith((".csv", ".parquet"))
+    table = str(name).lower().endswith((".csv", ".parquet"))
     data = load_dataset(
         name, split=split or (default_split if own else "all"), data_dir=data_dir or spec.get("data_dir"), scaling=scaling,
         label_column=spec.get("label_column"),
-        id_column=(id_column or spec.get("id_column")) if csv else None,
-        ignore_columns=(ignore_columns or spec.get("ignore_columns")) if csv else None,
+        id_column=(id_column or spec.get("id_column")) if table else None,
+        ignore_columns=(ignore_columns or spec.get("ignore_columns")) if table else None,
         image_size=spec.get("image_size"),
     )
     check_columns(spec.get("columns"), data.columns, name)
