@@ -12,6 +12,7 @@ reconstructed well but has an unusual code.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 from ..errors import DataError
 from ..registry import register_model
 from .base import AEOutput, Autoencoder, positive_int
-from .layers import activation as make_activation
+from .layers import mlp
 
 MOMENTUM = 0.05  # of the running code and error statistics, as batch normalisation keeps its running moments
 JITTER = 1e-3  # added to the codes' covariance diagonal so that its inverse exists
@@ -38,15 +39,6 @@ class MemberLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.baddbmm(self.bias, x, self.weight)
-
-
-def member_mlp(members: int, sizes: list[int], activation: str) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(MemberLinear(members, n_in, n_out))
-        if i < len(sizes) - 2:
-            layers.append(make_activation(activation))
-    return nn.Sequential(*layers)
 
 
 def member_subsamples(n: int, members: int, rows: int, generator: torch.Generator) -> Tensor:
@@ -88,10 +80,14 @@ class AutoencoderEnsemble(Autoencoder):
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     def make_encoder(self) -> nn.Module:
-        return member_mlp(self.members, [self.n_features, *self.hidden, self.code_size], self.activation)
+        return self.member_mlp([self.n_features, *self.hidden, self.code_size])
 
     def make_decoder(self) -> nn.Module:
-        return member_mlp(self.members, [self.code_size, *reversed(self.hidden), self.n_features], self.activation)
+        return self.member_mlp([self.code_size, *reversed(self.hidden), self.n_features])
+
+    def member_mlp(self, sizes: list[int]) -> nn.Sequential:
+        """The MLP ``sizes`` of every member at once: ``(members, batch, sizes[0]) -> (members, batch, sizes[-1])``."""
+        return mlp(sizes, self.activation, linear=functools.partial(MemberLinear, self.members), copies=self.members)
 
     def is_per_member(self, x: Tensor) -> bool:
         """True for a batch of rows per member, ``(batch, members, *input_shape)``."""

@@ -32,9 +32,10 @@ def activation(name: str) -> nn.Module:
         ) from None
 
 
-def check_fits_in_memory(sizes: Sequence[int]) -> None:
-    """Refuse layer sizes whose weights alone (4 bytes each; training needs about 4x that) exceed this machine's memory."""
-    weights = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+def check_fits_in_memory(sizes: Sequence[int], copies: int = 1) -> None:
+    """Refuse layer sizes whose weights alone (4 bytes each, ``copies`` times; training needs about 4x that)
+    exceed this machine's memory."""
+    weights = copies * sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     try:
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):  # not a POSIX system: no check
@@ -46,16 +47,21 @@ def check_fits_in_memory(sizes: Sequence[int]) -> None:
         )
 
 
-def mlp(sizes: Sequence[int], hidden_activation: str, final_activation: str = "identity") -> nn.Sequential:
+def mlp(
+    sizes: Sequence[int], hidden_activation: str, final_activation: str = "identity",
+    linear: Callable[[int, int], nn.Module] = nn.Linear, copies: int = 1,
+) -> nn.Sequential:
     """Linear layers ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``.
 
     ``hidden_activation`` follows every layer but the last, which is followed
-    by ``final_activation`` (left out when it is ``"identity"``).
+    by ``final_activation`` (left out when it is ``"identity"``). ``linear``
+    builds each layer (``nn.Linear``, or several in one, ``copies`` of them,
+    for an ensemble).
     """
-    check_fits_in_memory(sizes)
+    check_fits_in_memory(sizes, copies)
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(n_in, n_out))
+        layers.append(linear(n_in, n_out))
         last = i == len(sizes) - 2
         name = final_activation if last else hidden_activation
         if name != "identity":
