@@ -23,7 +23,7 @@ import torch
 from . import __version__
 from .checkpoint import CONFIG, LOCK, atomic_write, load, lock_run, read_json
 from .data import Dataset, Scaling, load_dataset
-from .defaults import BATCH_SIZE, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, image_sizes, tabular_sizes
+from .defaults import BATCH_SIZE, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, fill_tabular, image_sizes
 from .runs import CALIBRATION, DATA, IN_MODEL, run_data
 from .errors import AekitError, ConfigError, DataError
 from .losses import squared_error
@@ -100,25 +100,18 @@ def _tabular_setup(args: argparse.Namespace, data: Dataset, options: dict[str, A
     loss allows it (else min-max scaling of the data, saved in data.json), sizes from the data. Returns the model
     name, the data, data.json's scaling and what was chosen, in words."""
     name = args.model or "ensemble"
-    cls, chosen = model_class(name), []
-    if args.model is None:
-        chosen.append("model ensemble (an ensemble of small autoencoders; --model ae for one)")
+    cls = model_class(name)
+    chosen = [] if args.model else ["model ensemble (an ensemble of small autoencoders; --model ae for one)"]
     if "input_scaling" not in getattr(cls, "fixed_options", {}) and options.get("loss") not in UNIT_INTERVAL_LOSSES and options.get("input_scaling", "standard") is not None:
-        options.setdefault("input_scaling", "standard")
         if getattr(cls, "requires_likelihood", False):
             options.setdefault("loss", "gaussian")
-        chosen.append(f"{options['input_scaling']} scaling learnt from the training rows, kept in the model")
         scaling: str | dict | None = IN_MODEL
     else:
+        options["input_scaling"] = None  # the data is min-max scaled instead
         fitted = Scaling.fit(data.x.numpy())
         data = Dataset(torch.from_numpy(fitted.apply(data.x.numpy())), data.y, data.name, data.split, fitted, data.classes, data.ids, data.columns)
         scaling = fitted.to_json()
-    for key, value in tabular_sizes(data.shape[0]).items():  # sized from the data, not the image defaults
-        if key not in options and key not in getattr(cls, "fixed_options", {}):
-            options[key] = value
-            chosen.append(f"{key} {value if not isinstance(value, tuple) else '-'.join(map(str, value))}")
-    if name == "ensemble":
-        options.setdefault("members", MEMBERS)
+    chosen += fill_tabular(cls, data.shape[0], options)  # sized from the data, not the image defaults
     return name, data, scaling, chosen
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .models.ensemble import member_subsamples
+from .models.ensemble import AutoencoderEnsemble, member_subsamples
 
 MEMBERS = 8  # autoencoders in the ensemble
 MEMBER_ROWS = 256  # rows in each member's subsample (as isolation forests draw 256 per tree)
@@ -33,6 +33,25 @@ def tabular_sizes(n_features: int) -> dict[str, object]:
     # A code of about sqrt(d) units: d/4 (tried first) let 42-unit codes of 166 features learn a small cluster
     # of outliers (a musk-like set: ROC AUC 0.49, against 0.87 with 13 units; benchmarks/results/detection.md).
     return {"code_size": max(2, math.ceil(math.sqrt(n_features))), "hidden": (min(256, max(8, 2 * n_features)),)}
+
+
+def fill_tabular(cls: type, n_features: int, options: dict[str, object], input_scaling: str | None = "standard", members: int = MEMBERS) -> list[str]:
+    """Fill in what ``options`` leave open for model ``cls`` on rows of ``n_features`` features: the input
+    scaling, the sizes (:func:`tabular_sizes`) and, for the ensemble, its members; never an option the model
+    fixes itself. Returns what the model will use, in words (the CLI prints it)."""
+    fixed = getattr(cls, "fixed_options", {})
+    chosen = []
+    if "input_scaling" not in fixed:
+        options.setdefault("input_scaling", input_scaling)
+        if options["input_scaling"] is not None:
+            chosen.append(f"{options['input_scaling']} scaling learnt from the training rows, kept in the model")
+    for key, value in tabular_sizes(n_features).items():
+        if key not in options and key not in fixed:
+            options[key] = value
+            chosen.append(f"{key} {'-'.join(map(str, value)) if isinstance(value, tuple) else value}")
+    if issubclass(cls, AutoencoderEnsemble):
+        options.setdefault("members", members)
+    return chosen
 
 
 def image_sizes(n_values: int) -> dict[str, object]:

@@ -23,7 +23,7 @@ from .apps.common import batched
 from .apps.detect import anomaly_scores, check_rate, conformal_pvalues, conformal_threshold, feature_contributions
 from .checkpoint import atomic_write, load, read_json, save
 from .errors import CheckpointError, ConfigError
-from .defaults import BATCH_SIZE, LR, MEMBER_ROWS, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, tabular_sizes
+from .defaults import BATCH_SIZE, LR, MEMBER_ROWS, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, fill_tabular
 from .registry import get_model, model_class
 from .training import History, Trainer
 
@@ -318,16 +318,9 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
 
     def _plan_options(self, d: int) -> dict[str, Any]:
         """The model's options for rows of ``d`` features, "auto" sizes resolved (aekit.defaults)."""
-        auto = tabular_sizes(d)
-        sizes = {
-            "code_size": auto["code_size"] if self.code_size == "auto" else self.code_size,
-            "hidden": auto["hidden"] if self.hidden == "auto" else tuple(self.hidden),
-        }
-        options = self._model_options(d, sizes)
-        if "input_scaling" not in getattr(model_class(self.model), "fixed_options", {}):
-            options.setdefault("input_scaling", self.input_scaling)
-        if self.model == "ensemble":
-            options.setdefault("members", self.members)
+        given = {"code_size": self.code_size, "hidden": self.hidden}
+        options = self._model_options(d, {k: tuple(v) if k == "hidden" else v for k, v in given.items() if not (isinstance(v, str) and v == "auto")})
+        fill_tabular(model_class(self.model), d, options, self.input_scaling, self.members)
         return options
 
     def score_samples(self, X: Any) -> np.ndarray:
