@@ -307,3 +307,16 @@ def test_cli_detect_on_images_draws_anomaly_maps_for_the_report(tmp_path, capsys
     assert printed["roc_auc"] is not None and "conformal" in printed["rule"]
     assert main(["report", str(run), "-o", str(tmp_path / "report.html")]) == 0
     assert 'id="anomaly-maps"' in (tmp_path / "report.html").read_text()
+
+
+def test_cli_warns_about_duplicate_ids(tmp_path, capsys):
+    from aekit.cli import main
+
+    x = low_rank(120, d=6)
+    write_csv(tmp_path / "train.csv", x, [f"c{i % 100}" for i in range(120)])  # 20 ids appear twice
+    run = str(tmp_path / "run")
+    assert main(["train", "--dataset", str(tmp_path / "train.csv"), "--id-column", "id", "--split", "all", "--epochs", "1", "--out", run, "--quiet"]) == 0
+    assert "20 duplicate id(s)" in capsys.readouterr().err
+    assert main(["detect", run, "--split", "all", "-o", str(tmp_path / "s.csv")]) == 0
+    assert "20 duplicate id(s)" in capsys.readouterr().err
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 120  # every row is still scored

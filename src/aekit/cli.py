@@ -24,7 +24,7 @@ from . import __version__
 from .checkpoint import CONFIG, LOCK, atomic_write, load, lock_run, read_json
 from .data import Dataset, Scaling, load_dataset
 from .defaults import BATCH_SIZE, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, fill_tabular, image_sizes
-from .runs import CALIBRATION, DATA, IN_MODEL, run_data
+from .runs import CALIBRATION, DATA, IN_MODEL, run_data, warn_duplicate_ids
 from .errors import AekitError, ConfigError, DataError
 from .losses import squared_error
 from .apps.cli import add_commands as add_app_commands
@@ -244,8 +244,8 @@ def _train(args: argparse.Namespace) -> None:
         if chosen and not args.quiet:
             what = f"{len(data)} rows of {data.shape[0]} features" if tabular else f"{len(data)} samples of shape {data.shape}"
             print(f"aekit: {what}: " + "; ".join(chosen), file=sys.stderr)
-        if getattr(data, "ids", None) is not None and len(set(data.ids)) < len(data.ids):
-            print(f"aekit: warning: {len(data.ids) - len(set(data.ids))} duplicate id(s) in column {args.id_column!r}", file=sys.stderr)
+        if isinstance(data, Dataset):
+            warn_duplicate_ids(data)
     history = trainer.fit(model, data.x[rows] if rows is not None else data, out=run)
     if not is_main:
         return
@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("-o", "--output", default="reconstructions.png", help=".png grid or .npy array (default: reconstructions.png)")
     reconstruct.set_defaults(func=cmd_reconstruct)
 
-    add_app_commands(commands, _sizes, _option)
+    add_app_commands(commands, _sizes, _option, _names)
 
     export = commands.add_parser("export", help="write a run's model as an ONNX graph", description="Export a run's model to ONNX: input x (raw samples; the run's scaling is inside the graph), outputs x_hat, z and the per-sample anomaly score.")
     export.add_argument("run", help="run folder or saved model")

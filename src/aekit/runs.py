@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,12 @@ def run_data(
     )
     check_columns(spec.get("columns"), data.columns, name)
     return data
+
+
+def warn_duplicate_ids(data: Dataset) -> None:
+    """Warn on stderr when ids repeat: outputs by id would be ambiguous, but the rows are still used."""
+    if data.ids is not None and len(set(data.ids)) < len(data.ids):
+        print(f"aekit: warning: {len(data.ids) - len(set(data.ids))} duplicate id(s) in {data.name}", file=sys.stderr)
 
 
 def check_columns(trained: list[str] | None, given: list[str] | None, name: str) -> None:

@@ -14,7 +14,8 @@ import torch
 from ..checkpoint import atomic_write, load, read_json
 from ..errors import CheckpointError, ConfigError, DataError
 from ..plotting import image_grid
-from ..runs import CALIBRATION, RESULTS, result_output, result_stem, run_data, save_result
+from ..runs import CALIBRATION, RESULTS, result_output, result_stem, run_data, save_result, warn_duplicate_ids
+from .common import reconstruct
 
 
 def _ints(text: str) -> list[int]:
@@ -101,8 +102,7 @@ def cmd_detect(args):
         model, data.x, anomalous, calibration=calibration, false_alarm_rate=args.false_alarm_rate,
         reference=reference, contamination=args.contamination, percentile=args.percentile,
     )
-    if data.ids is not None and len(set(data.ids)) < len(data.ids):
-        print(f"aekit: warning: {len(data.ids) - len(set(data.ids))} duplicate id(s) in {data.name}", file=sys.stderr)
+    warn_duplicate_ids(data)
     if out.suffix.lower() == ".csv":
         write_scores(out, result, data, model, feature_contributions)
     else:
@@ -110,15 +110,15 @@ def cmd_detect(args):
     maps = None
     if len(model.input_shape) == 3 and run.is_dir():  # images: where the most anomalous ones differ, pixel by pixel
         maps = anomaly_maps(run / RESULTS / f"{stem}-maps.png", model, data.x, result.scores, feature_contributions)
-    _report(run, stem, result.summary(), out if out.suffix.lower() == ".png" else None, *([out] if out.suffix.lower() == ".csv" else []), *([maps] if maps else []))
+    table = out.suffix.lower() == ".csv"
+    _report(run, stem, result.summary(), None if table else out, *[p for p in (out if table else None, maps) if p is not None])
 
 
 def anomaly_maps(path: Path, model, x: torch.Tensor, scores: np.ndarray, contributions, n: int = 8) -> Path:
     """The ``n`` highest-scoring images above their reconstructions and their per-pixel error maps."""
     top = torch.from_numpy(np.argsort(scores)[::-1][:n].copy())
     images = x[top]
-    with torch.no_grad():
-        rebuilt = model.eval()(images).x_hat
+    rebuilt = reconstruct(model, images)
     maps = contributions(model, images)
     maps = maps / np.maximum(maps.reshape(len(maps), -1).max(1), 1e-12).reshape(-1, *[1] * (maps.ndim - 1))
     rows = [("most anomalous", images.numpy()), ("reconstruction", rebuilt.numpy()), ("error map", maps.astype(np.float32))]
@@ -134,7 +134,7 @@ def write_scores(path: Path, result, data, model, contributions, top: int = 3) -
         table["pvalue"] = result.pvalues
     table["flagged"] = result.predictions.astype(bool)
     flagged = np.flatnonzero(result.predictions)
-    names = data.columns or [str(j) for j in range(int(np.prod(model.input_shape)))]
+    names = data.columns or [str(j) for j in range(model.n_features)]
     table["top_features"] = ""
     if len(flagged) and len(model.input_shape) == 1:
         shares = contributions(model, data.x[torch.from_numpy(flagged)])
@@ -257,19 +257,19 @@ def cmd_report(args):
     print(f"wrote {path}")
 
 
-def _data_args(p: argparse.ArgumentParser, split_help: str) -> None:
+def _data_args(p: argparse.ArgumentParser, split_help: str, names) -> None:
     p.add_argument("run", help="run folder (or saved model)")
     p.add_argument("--dataset", help="data set name or path (default: the run's own)")
     p.add_argument("--split", choices=["train", "test", "all"], help=split_help)
     p.add_argument("--data-dir", help="folder holding data files")
     p.add_argument("--id-column", help="CSV column of row ids, kept out of the features (default: the run's)")
-    p.add_argument("--ignore-columns", type=lambda t: [c.strip() for c in t.split(",") if c.strip()], help="CSV columns to drop (default: the run's)")
+    p.add_argument("--ignore-columns", type=names, help="CSV columns to drop (default: the run's)")
 
 
-def add_commands(commands, sizes, option) -> None:
+def add_commands(commands, sizes, option, names) -> None:
     """Add the application sub-commands to the ``aekit`` parser."""
     p = commands.add_parser("embed", help="2-D map of the codes beside PCA, with trustworthiness and k-NN accuracy", description="Encode a data set, project the codes to 2-D, plot them beside PCA's projection of the inputs.")
-    _data_args(p, "which part (default: test)")
+    _data_args(p, "which part (default: test)", names)
     p.add_argument("--method", choices=["pca", "tsne", "umap"], default="pca", help="projection of codes with more than 2 units (default: pca)")
     p.add_argument("--max-points", type=int, default=3000, help="samples drawn for the map (default: 3000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample drawn and of t-SNE/UMAP (default: 0)")
@@ -277,7 +277,7 @@ def add_commands(commands, sizes, option) -> None:
     p.set_defaults(func=cmd_embed)
 
     p = commands.add_parser("denoise", help="corrupt test data, reconstruct it, report PSNR", description="Corrupt clean data, reconstruct it, write a noisy/denoised/clean grid and the PSNR of both.")
-    _data_args(p, "which part (default: test)")
+    _data_args(p, "which part (default: test)", names)
     p.add_argument("--noise", default="gaussian:0.5", help="gaussian:SIGMA, masking:FRACTION or salt_and_pepper:FRACTION (default: gaussian:0.5)")
     p.add_argument("-n", type=int, default=10, help="images in the grid (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruption (default: 0)")
@@ -285,7 +285,7 @@ def add_commands(commands, sizes, option) -> None:
     p.set_defaults(func=cmd_denoise)
 
     p = commands.add_parser("detect", help="anomaly scores, saved threshold, flagged rows by id, ROC AUC", description="Score every sample (the model's anomaly score: reconstruction error, code density, minus the ELBO for a VAE), flag those whose conformal p-value against the run's calibration scores is at most --false-alarm-rate, and evaluate when labels exist. -o scores.csv writes one line per sample (id, score, pvalue, flagged, top_features); -o scores.png the histogram.")
-    _data_args(p, "which part to score (default: test for the run's own data, all for another file)")
+    _data_args(p, "which part to score (default: test for the run's own data, all for another file)", names)
     p.add_argument("--normal-class", type=int, help="label of the normal class (others are anomalies); by default 0/1 labels are read as 1 = anomaly")
     p.add_argument("--false-alarm-rate", type=float, default=0.05, help="share of normal samples that may be flagged: the saved threshold (default: 0.05)")
     p.add_argument("--contamination", type=float, help="instead, flag this share of the reference scores")
@@ -320,7 +320,7 @@ def add_commands(commands, sizes, option) -> None:
     p.set_defaults(func=cmd_sample)
 
     p = commands.add_parser("interpolate", help="decode a line in code space between two samples", description="Decode points on the straight line between the codes of samples A and B.")
-    _data_args(p, "which part A and B index (default: test)")
+    _data_args(p, "which part A and B index (default: test)", names)
     p.add_argument("a", type=int, help="index of the first sample")
     p.add_argument("b", type=int, help="index of the second sample")
     p.add_argument("--steps", type=int, default=10, help="points on the line, ends included (default: 10)")
@@ -328,7 +328,7 @@ def add_commands(commands, sizes, option) -> None:
     p.set_defaults(func=cmd_interpolate)
 
     p = commands.add_parser("traverse", help="vary one code unit at a time (latent traversal)", description="Vary each code unit over mean +- span standard deviations around one sample's code; one row per unit.")
-    _data_args(p, "which part (default: test)")
+    _data_args(p, "which part (default: test)", names)
     p.add_argument("--index", type=int, default=0, help="the sample whose code is traversed")
     p.add_argument("--dims", type=_ints, help="code units to vary (default: the first 10)")
     p.add_argument("--span", type=float, default=2.5, help="standard deviations each side of the sample's code (default: 2.5)")
@@ -343,7 +343,7 @@ def add_commands(commands, sizes, option) -> None:
     p.set_defaults(func=cmd_probe)
 
     p = commands.add_parser("index", help="index a data set's codes for retrieval", description="Encode a collection and save a nearest-neighbour index of its codes (exact, or FAISS IVF for large sets).")
-    _data_args(p, "which part to index (default: train)")
+    _data_args(p, "which part to index (default: train)", names)
     p.add_argument("--metric", choices=["cosine", "l2"], default="cosine", help="similarity of codes (default: cosine)")
     p.add_argument("--approximate", choices=["auto", "yes", "no"], default="auto", help="FAISS IVF index: auto = from 50,000 codes on (default: auto)")
     p.add_argument("-o", "--output", default="index", help="the index folder to write (default: index)")
