@@ -150,14 +150,9 @@ def read_csv(path: Path, label_column: str | int | None = None, id_column: str |
     body = rows[1:] if header else rows
     columns = [c.strip() for c in header] if header else [str(i) for i in range(len(rows[0]))]
     label_index = _label_index(columns, label_column, header is not None, path)
-    named = {}
-    for role, name in [("id", id_column), *(("ignored", c) for c in ignore_columns or [])]:
-        if name is None:
-            continue
-        if name not in columns:
-            raise DataError(f"{path} has no column {name!r} (the {role} column); its columns are {columns}.")
-        named[columns.index(name)] = role
-    id_index = next((i for i, role in named.items() if role == "id"), None)
+    _require_columns(path, columns, id_column, ignore_columns)
+    named = {columns.index(name) for name in (id_column, *(ignore_columns or [])) if name is not None}
+    id_index = columns.index(id_column) if id_column is not None else None
 
     width = len(columns)
     features = [i for i in range(width) if i != label_index and i not in named]
@@ -188,6 +183,13 @@ def read_csv(path: Path, label_column: str | int | None = None, id_column: str |
     return RawData(x, y, classes=classes, ids=ids if id_index is not None else None, columns=[columns[i] for i in features] if header else None)
 
 
+def _require_columns(path: Path, columns: list[str], id_column: str | None, ignore_columns: list[str] | None, label_column: str | None = None) -> None:
+    """A clear error for a named column that the table does not have."""
+    for role, name in (("label", label_column), ("id", id_column), *(("ignored", c) for c in ignore_columns or [])):
+        if name is not None and name not in columns:
+            raise DataError(f"{path} has no column {name!r} (the {role} column); its columns are {columns}.")
+
+
 def read_parquet(path: Path, label_column: str | None = None, id_column: str | None = None, ignore_columns: list[str] | None = None) -> RawData:
     """A parquet table (through pandas and pyarrow): numeric feature columns, optional label, id and ignored columns."""
     try:
@@ -201,9 +203,7 @@ def read_parquet(path: Path, label_column: str | None = None, id_column: str | N
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     label = label_column if label_column is not None else next((c for c in columns if c.lower() in LABEL_NAMES), None)
-    for role, name in (("label", label_column), ("id", id_column), *(("ignored", c) for c in ignore_columns or [])):
-        if name is not None and name not in columns:
-            raise DataError(f"{path} has no column {name!r} (the {role} column); its columns are {columns}.")
+    _require_columns(path, columns, id_column, ignore_columns, label_column)
     skip = {label, id_column, *(ignore_columns or [])}
     features = [c for c in columns if c not in skip]
     text = [c for c in features if frame[c].dtype.kind not in "biuf"]
