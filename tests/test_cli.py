@@ -120,6 +120,7 @@ CLI_OPTIONS = {
     "conv": ["--option", "channels=[4]"],
     "conv-denoising": ["--option", "channels=[4]", "--option", "noise=masking:0.2"],
     "conv-vae": ["--option", "channels=[4]"],
+    "vqvae": ["--option", "channels=[4]", "--option", "codebook_size=8"],
     "recirculation": ["--optimizer", "sgd", "--lr", "0.5"],
     "sparse": ["--option", "penalty=kl", "--option", "rho=0.05"],
     "stacked": ["--pretrain-epochs", "1"],
@@ -129,7 +130,7 @@ CLI_OPTIONS = {
 
 @pytest.mark.parametrize("name", [n for n in aekit.list_models() if not n.startswith("readme")])
 def test_every_model_trains_saves_and_evaluates_from_the_cli(name, tmp_path, capsys):
-    hidden = [] if name == "recirculation" else ["--hidden", "16"]
+    hidden = [] if name in ("recirculation", "vqvae") else ["--hidden", "16"]  # no hidden layers to size
     argv = ["train", "--model", name, "--epochs", "2", "--code-size", "4", *hidden, "--no-progress", "--out", str(tmp_path / name)]
     assert main(argv + CLI_OPTIONS.get(name, [])) == 0, capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / name), "--json"]) == 0

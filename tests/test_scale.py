@@ -203,11 +203,19 @@ for name in aekit.list_models():
         continue
     aekit.seed_everything(0)
     model = aekit.get_model(name, **{{"code_size": 3, **SMALL[name]}})
-    history = aekit.fit(model, batch(name, 96), epochs=3, batch_size=32, pretrain_epochs=1, val_fraction=0.25, progress=False)
+    if len(model.parameter_groups()) > 1:  # an adversary's own group (aae): one process only, refused clearly
+        try:
+            aekit.fit(model, batch(name, 96), epochs=1, progress=False)
+            results[name] = {{"refused": False}}
+        except aekit.ConfigError as exc:
+            results[name] = {{"refused": "one process" in str(exc)}}
+        continue
+    history = aekit.fit(model, batch(name, 96), epochs=3, batch_size=32, lr=1e-2, pretrain_epochs=1, val_fraction=0.25, progress=False)
     flat = torch.cat([p.detach().flatten() for p in model.parameters()])
     gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, flat)
-    results[name] = {{"first": history[0]["train_loss"], "last": history[-1]["train_loss"],
+    # the reconstruction term: a KL or total-correlation estimate may rise in the first steps, as codes start to carry information
+    results[name] = {{"first": history[0]["train_reconstruction"], "last": history[-1]["train_reconstruction"],
                       "same_weights": all(torch.equal(gathered[0], g) for g in gathered)}}
 if dist.get_rank() == 0:
     json.dump(results, open("results.json", "w"))
@@ -221,6 +229,9 @@ def test_every_registered_model_trains_under_torchrun(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results) == set(SMALL)  # every model aekit registers (see test_models)
     for name, r in results.items():
+        if "refused" in r:
+            assert r["refused"], name
+            continue
         assert r["same_weights"], f"{name}: the two processes' weights differ"
         assert math.isfinite(r["last"]) and r["last"] < r["first"], (name, r)
 
@@ -295,17 +306,13 @@ def test_cosine_schedule_follows_the_formula_and_resumes(tmp_path, monkeypatch):
     for epoch, lr_seen in enumerate(history.column("lr"), start=1):
         last_step = epoch * steps - 1  # the lr of an epoch's last step is recorded
         assert lr_seen == pytest.approx(lr * 0.5 * (1 + math.cos(math.pi * last_step / (epochs * steps))))
-    checkpoint = aekit.Trainer._checkpoint
+    class InterruptAfterEpoch2(aekit.Callback):  # after epoch 2's checkpoint, as Ctrl-C would
+        def on_epoch_start(self, loop):
+            if loop.epoch == 3:
+                raise KeyboardInterrupt
 
-    def interrupted_after_epoch_2(self, run, model, optimizer, shuffle, history, info, improved):
-        checkpoint(self, run, model, optimizer, shuffle, history, info, improved)
-        if info["epoch"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(aekit.Trainer, "_checkpoint", interrupted_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        aekit.fit(model(), data, epochs=4, batch_size=16, lr=lr, schedule="cosine", val_fraction=0, out=tmp_path / "b", progress=False)
-    monkeypatch.undo()
+        aekit.fit(model(), data, epochs=4, batch_size=16, lr=lr, schedule="cosine", val_fraction=0, out=tmp_path / "b", progress=False, callbacks=[InterruptAfterEpoch2()])
     aekit.fit(model(), data, epochs=4, batch_size=16, lr=lr, schedule="cosine", val_fraction=0, out=tmp_path / "b", resume=True, progress=False)
     a, b = read_tensors(tmp_path / "a" / "last.safetensors"), read_tensors(tmp_path / "b" / "last.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)

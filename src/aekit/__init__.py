@@ -8,6 +8,7 @@ from .errors import AekitError, CheckpointError, ConfigError, DataError, Downloa
 from .models import AEOutput, Autoencoder
 from .registry import get_model, list_models, register_model
 from .training import History, Trainer, fit, seed_everything
+from .training.callbacks import Callback, KLWarmup, Loop, Schedule, WeightAverage
 
 __version__ = "0.1.0"
 
@@ -15,15 +16,19 @@ __all__ = [
     "AEOutput",
     "AekitError",
     "Autoencoder",
+    "Callback",
     "CheckpointError",
     "ConfigError",
     "DataError",
     "Dataset",
     "DownloadError",
     "History",
+    "KLWarmup",
+    "Loop",
     "StreamedDataset",
     "Trainer",
     "TrainingError",
+    "WeightAverage",
     "export_onnx",
     "fit",
     "get_model",
@@ -33,5 +38,6 @@ __all__ = [
     "open_stream",
     "register_model",
     "save",
+    "Schedule",
     "seed_everything",
 ]

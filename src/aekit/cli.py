@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 import io
 import signal
@@ -23,7 +24,7 @@ import torch
 from . import __version__
 from .checkpoint import CONFIG, LOCK, atomic_write, load, lock_run, read_json
 from .data import Dataset, Scaling, load_dataset
-from .defaults import BATCH_SIZE, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, fill_tabular, image_sizes
+from .defaults import BATCH_SIZE, batch_size_for, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, fill_tabular, image_sizes
 from .runs import CALIBRATION, DATA, IN_MODEL, run_data, warn_duplicate_ids
 from .errors import AekitError, ConfigError, DataError
 from .losses import squared_error
@@ -115,6 +116,13 @@ def _tabular_setup(args: argparse.Namespace, data: Dataset, options: dict[str, A
     return name, data, scaling, chosen
 
 
+def builds_mlp(cls: type) -> bool:
+    """True for a model made of the base autoencoder's MLP with free sizes (not conv, ensemble, linear, recirculation)."""
+    from .models import Autoencoder
+
+    return getattr(cls, "make_encoder", None) is Autoencoder.make_encoder and not getattr(cls, "fixed_options", None)
+
+
 def _calibrate(run: Path, model, data: Dataset, calibration: np.ndarray) -> None:
     """Score the held-out calibration rows and keep their scores in the run (the saved threshold's basis)."""
     from .apps.detect import anomaly_scores
@@ -123,9 +131,33 @@ def _calibrate(run: Path, model, data: Dataset, calibration: np.ndarray) -> None
     atomic_write(run / CALIBRATION, json.dumps({"rows": int(len(calibration)), "scores": scores.tolist()}))
 
 
+# What the CLI chooses itself from the data (rows for the default ensemble, small image sets), beside the Trainer's defaults.
+CLI_NOTES = {"epochs": "about 200 steps for the tabular ensemble", "batch_size": f"{BATCH_SIZE} for the tabular ensemble; fewer than 6,400 images get about 50 steps per epoch", "lr": f"{LR:g} for the tabular ensemble", "val_fraction": "0 for the tabular ensemble"}
+
+
+def add_trainer_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per :class:`Trainer` setting (its field's type, choices and help), defaulting to None: "not given"."""
+    for f in dataclasses.fields(Trainer):
+        if not f.metadata.get("cli", True):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        note = f"; {CLI_NOTES[f.name]}" if f.name in CLI_NOTES else ""
+        shown = "" if "(default:" in f.metadata["help"] else f" (default: {f.default}{note})"
+        if isinstance(f.default, bool):
+            p.add_argument(flag, action="store_true", default=None, help=f.metadata["help"] + ("" if "(default:" in f.metadata["help"] else " (default: off)"))
+        else:
+            kind = f.metadata.get("type", type(f.default))
+            p.add_argument(flag, type=kind, choices=f.metadata.get("choices"), help=f.metadata["help"] + shown)
+
+
+def trainer_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The Trainer settings given on the command line."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(Trainer) if getattr(args, f.name, None) is not None}
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     """Train, holding the run folder's lock (rank 0) from the first file written to the last."""
-    check_seed(args.seed)
+    check_seed(args.seed if args.seed is not None else Trainer.seed)
     rank, _ = rank_and_world()
     run = Path(args.resume or args.out) if (args.resume or args.out) else None
     if run is not None and run.exists() and not run.is_dir():
@@ -141,7 +173,6 @@ def _train(args: argparse.Namespace) -> None:
     is_main = rank == 0
     if world > 1 and not (args.out or args.resume):
         raise ConfigError(f"with {world} processes, name the run folder with --out, so that every process writes to the same one.")
-    check_seed(args.seed)
     if args.resume:
         defaults = _train_defaults()
         changed = [f"--{k.replace('_', '-')}" for k, v in vars(args).items() if k not in RESUME_MAY_CHANGE and v != defaults.get(k)]
@@ -188,7 +219,7 @@ def _train(args: argparse.Namespace) -> None:
         name, data, scaling, chosen = _tabular_setup(args, data, options)
     else:
         name = args.model or "ae"
-        if name == "ae" and not {"hidden", "code_size", "activation"} & set(options):  # sized from the image, not fixed
+        if builds_mlp(model_class(name)) and not {"hidden", "code_size", "activation"} & set(options):  # sized from the image
             options.update(image_sizes(math.prod(data.shape)))
             chosen.append(f"hidden {'-'.join(map(str, options['hidden']))}; code_size {options['code_size']}; activation elu")
     model_class(name)  # an unknown model name fails before anything is written
@@ -197,33 +228,21 @@ def _train(args: argparse.Namespace) -> None:
     if isinstance(data, Dataset):
         fraction = args.calibration_fraction if args.calibration_fraction is not None else TABULAR_CALIBRATION if tabular else IMAGE_CALIBRATION
         plan = RowPlan(fraction, options.get("members", MEMBERS) if name == "ensemble" else None)
-    calibration, rows = plan.split(len(data), args.seed) if plan else (np.empty(0, dtype=np.int64), None)
-    batch_size = args.batch_size if args.batch_size is not None else BATCH_SIZE if ensemble_defaults else Trainer.batch_size
-    epochs = args.epochs
-    if epochs is None:
-        epochs = epochs_for(STEPS, len(rows), batch_size) if ensemble_defaults else Trainer.epochs
-        if ensemble_defaults:
-            chosen.append(f"{epochs} epochs of {batch_size} rows (about {STEPS} steps)")
+    settings = trainer_settings(args)
+    seed = settings.get("seed", Trainer.seed)
+    calibration, rows = plan.split(len(data), seed) if plan else (np.empty(0, dtype=np.int64), None)
+    if ensemble_defaults:  # sized to the rows: a fixed number of steps, whatever their number
+        settings = {"batch_size": BATCH_SIZE, "lr": LR, "val_fraction": 0.0, **settings}
+        if "epochs" not in settings:
+            settings["epochs"] = epochs_for(STEPS, len(rows), settings["batch_size"])
+            chosen.append(f"{settings['epochs']} epochs of {settings['batch_size']} rows (about {STEPS} steps)")
+    elif "batch_size" not in settings:  # small image sets get more, smaller steps per epoch
+        settings["batch_size"] = batch_size_for(len(rows) if rows is not None else len(data))
+        if settings["batch_size"] != Trainer.batch_size:
+            chosen.append(f"batch size {settings['batch_size']} (about 50 steps per epoch)")
     run = Path(args.out) if args.out else _free_run_dir(name, args.dataset)
-    trainer = Trainer(
-        schedule=args.schedule,
-        precision=args.precision,
-        compile=args.compile,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=args.lr if args.lr is not None else LR if ensemble_defaults else Trainer.lr,
-        weight_decay=args.weight_decay,
-        val_fraction=args.val_fraction if args.val_fraction is not None else 0.0 if ensemble_defaults else Trainer.val_fraction,
-        optimizer=args.optimizer,
-        pretrain_epochs=args.pretrain_epochs,
-        binarize=args.binarize,
-        on_nonfinite=args.on_nonfinite,
-        patience=args.patience,
-        device=args.device or "auto",
-        seed=args.seed,
-        progress=_progress(args),
-    )
-    seed_everything(args.seed)
+    trainer = Trainer(**settings, progress=_progress(args))
+    seed_everything(seed)
     model = get_model(name, input_shape=data.shape, **options)
     spec = {
         "dataset": args.dataset,
@@ -368,22 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output-activation", help="reconstruction activation: sigmoid (data in [0, 1]) or identity")
     train.add_argument("--loss", help="reconstruction loss: mse, bce or l1")
     train.add_argument("--option", type=_option, action="append", metavar="KEY=VALUE", help="any other model option (repeatable), e.g. --option code_activation=sigmoid")
-    train.add_argument("--epochs", type=int, help="passes over the data (default: 50; with --resume, a new total)")
-    train.add_argument("--batch-size", type=int, help="samples per step (default: 128; 64 for the tabular ensemble)")
-    train.add_argument("--lr", type=float, help="learning rate (default: 1e-3; 3e-3 for the tabular ensemble)")
-    train.add_argument("--optimizer", default="adam", help="adam, adamw or sgd (momentum 0.9) (default: adam)")
-    train.add_argument("--schedule", default="constant", choices=["constant", "cosine"], help="learning rate: constant (default) or cosine decay to 0")
-    train.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="fp32 (default), or mixed precision: bf16 (CPU or GPU), fp16 (GPU)")
-    train.add_argument("--compile", action="store_true", help="train through torch.compile (slower start, faster steps)")
+    add_trainer_flags(train)
     train.add_argument("--stream", action="store_true", help="read DATA (a .npy file or a folder of .npy shards) from disk in batches instead of loading it")
-    train.add_argument("--pretrain-epochs", type=int, default=Trainer.pretrain_epochs, help="greedy layer-wise pretraining epochs per layer, for --model stacked (default: 5)")
-    train.add_argument("--binarize", action="store_true", help="dynamic binarisation: draw binary data ~ Bernoulli(x) for every batch")
-    train.add_argument("--on-nonfinite", choices=["stop", "skip"], default="stop", help="a NaN/inf loss stops the run (default) or skips the batch and halves the learning rate")
-    train.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty (default: 0)")
-    train.add_argument("--val-fraction", type=float, help="share held out for validation (default: 0.1; 0 for the tabular ensemble)")
-    train.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default: off)")
-    train.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
-    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     train.add_argument("--out", help="run folder (default: a new folder under runs/)")
     train.add_argument("--resume", metavar="RUN", help="continue the interrupted run in folder RUN")
     train.add_argument("--no-progress", action="store_true", help="no progress bar: one line per epoch instead (also what piped output gets)")

@@ -90,12 +90,67 @@ RECONSTRUCTION_LOSSES: dict[str, ReconstructionLoss] = {
 # -- latent divergences and densities ----------------------------------------------------------
 
 
-def kl_normal_standard(mean: Tensor, logvar: Tensor) -> Tensor:
-    """``KL(N(mean, diag(exp(logvar))) || N(0, I)) = 1/2 sum_j (exp(logvar_j) + mean_j^2 - 1 - logvar_j)`` per sample.
+def kl_normal_standard_units(mean: Tensor, logvar: Tensor) -> Tensor:
+    """``KL(N(mean_j, exp(logvar_j)) || N(0, 1)) = 1/2 (exp(logvar_j) + mean_j^2 - 1 - logvar_j)`` of every unit (elementwise).
 
     Kingma & Welling (2014), *Auto-Encoding Variational Bayes*, Appendix B.
     """
-    return 0.5 * (logvar.exp() + mean.pow(2) - 1.0 - logvar).sum(1)
+    return 0.5 * (logvar.exp() + mean.pow(2) - 1.0 - logvar)
+
+
+def kl_normal_standard(mean: Tensor, logvar: Tensor) -> Tensor:
+    """``KL(N(mean, diag(exp(logvar))) || N(0, I))`` per sample: the units' KL summed over dim 1."""
+    return kl_normal_standard_units(mean, logvar).sum(1)
+
+
+def free_bits_kl(kl_units: Tensor, free_bits: float) -> Tensor:
+    """``sum_j max(lambda, mean_batch KL_j)``: the KL term with free bits (Kingma et al. 2016, eq. 15).
+
+    ``kl_units`` is ``(batch, units)``; a unit whose batch-mean KL is below
+    ``lambda`` nats costs ``lambda`` and gets no gradient, so the optimiser has
+    no reason to close it. ``free_bits=0`` gives the plain batch-mean KL.
+    """
+    return kl_units.mean(0).clamp_min(free_bits).sum()
+
+
+def log_normal_units(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
+    """``log N(z_j; mean_j, exp(logvar_j))`` of every unit (elementwise, broadcasting)."""
+    return -0.5 * ((z - mean).pow(2) / logvar.exp() + logvar + LOG_2PI)
+
+
+def importance_weighted_bound(log_weights: Tensor) -> Tensor:
+    """``log (1/k) sum_i w_i`` from ``log w_i`` of shape ``(k, batch)``: the k-sample bound of Burda et al. (2016, eq. 8).
+
+    ``w_i = p(x, z_i) / q(z_i | x)`` with ``z_i ~ q(z | x)``; k = 1 is the
+    ELBO, and the bound rises towards ``log p(x)`` with k.
+    """
+    return torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0])
+
+
+def total_correlation_terms(z: Tensor, mean: Tensor, logvar: Tensor, dataset_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Index-code mutual information, total correlation and dimension-wise KL, per sample, from one batch.
+
+    Chen et al. (2018), *Isolating Sources of Disentanglement in VAEs*, eq. 2:
+    ``KL = MI + TC + dimension-wise KL``. The aggregate posterior
+    ``q(z) = 1/N sum_n q(z | x_n)`` at ``z_i ~ q(z | x_i)`` is estimated from
+    the batch of ``M`` as in their minibatch stratified sampling: the own
+    sample ``x_i`` weighs ``1/N`` and each of the other ``M - 1`` stands for
+    ``(N - 1) / (M - 1)`` of the rest, ``(N - 1) / (N (M - 1))``; likewise per
+    unit for the marginals ``q(z_iu)``. The estimate of ``q(z_i)`` is unbiased,
+    and exact when the batch is the whole data set. Returns ``(log q(z|x) - log q(z),
+    log q(z) - sum_u log q(z_u), sum_u log q(z_u) - log p(z))``; their sum is the
+    one-sample estimate ``log q(z|x) - log p(z)`` of the KL. Tensors are ``(batch, units)``.
+    """
+    n, m = dataset_size, len(z)
+    pairs = log_normal_units(z.unsqueeze(1), mean.unsqueeze(0), logvar.unsqueeze(0))  # [i, j, u] = log q(z_iu | x_j)
+    others = math.log((n - 1) / (n * max(m - 1, 1))) if n > 1 else -math.inf
+    log_weights = torch.full((m, m), others, dtype=z.dtype, device=z.device)
+    log_weights.fill_diagonal_(-math.log(n))
+    log_qz = torch.logsumexp(log_weights + pairs.sum(2), dim=1)
+    log_qz_product = torch.logsumexp(log_weights.unsqueeze(2) + pairs, dim=1).sum(1)
+    log_qz_x = log_normal_units(z, mean, logvar).sum(1)
+    log_pz = log_normal_units(z, torch.zeros_like(z), torch.zeros_like(z)).sum(1)
+    return log_qz_x - log_qz, log_qz - log_qz_product, log_qz_product - log_pz
 
 
 def log_normal_diag(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
@@ -180,3 +235,10 @@ def psnr(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> Tensor:
     """Peak signal-to-noise ratio per sample, ``10 log10(data_range^2 / MSE)``, in dB."""
     mse = (x_hat - x).pow(2).flatten(1).mean(1)
     return 10 * torch.log10(data_range**2 / mse.clamp_min(1e-12))
+
+
+def codebook_perplexity(usage: Tensor) -> Tensor:
+    """``exp(-sum_k p_k log p_k)`` with ``p_k`` the share of positions given code ``k``: the number of
+    codes in effective use (van den Oord et al. 2017 log it; 1 when one code takes all, K when all are used alike)."""
+    p = usage.float() / usage.sum().clamp_min(1)
+    return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())

@@ -1,14 +1,23 @@
 """Registered autoencoder models; importing this package registers them all."""
 
+from .aae import AdversarialAutoencoder
 from .base import AEOutput, Autoencoder
 from .ensemble import AutoencoderEnsemble
 from .conv import ConvAutoencoder, ConvDenoisingAutoencoder, ConvVariationalAutoencoder
 from .recirculation import RecirculationAutoencoder
 from .simple import ContractiveAutoencoder, DenoisingAutoencoder, LinearAutoencoder, SparseAutoencoder, TiedAutoencoder
 from .stacked import StackedAutoencoder
-from .vae import DiagonalGaussian, StochasticAutoencoder, VariationalAutoencoder
+from .tcvae import BetaTCVAE
+from .latents import DiagonalGaussian, PointCode
+from .iwae import ImportanceWeightedAutoencoder
+from .vae import StochasticAutoencoder, VariationalAutoencoder
+from .vqvae import VQVAE, Quantized
 
 __all__ = [
+    "AdversarialAutoencoder",
+    "BetaTCVAE",
+    "Quantized",
+    "VQVAE",
     "AEOutput",
     "Autoencoder",
     "AutoencoderEnsemble",
@@ -18,6 +27,8 @@ __all__ = [
     "ConvVariationalAutoencoder",
     "DenoisingAutoencoder",
     "DiagonalGaussian",
+    "ImportanceWeightedAutoencoder",
+    "PointCode",
     "LinearAutoencoder",
     "RecirculationAutoencoder",
     "SparseAutoencoder",

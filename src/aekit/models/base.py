@@ -3,9 +3,14 @@
 A variant overrides only what differs:
 
 - :meth:`Autoencoder.corrupt` — the input the encoder sees while training;
-- :meth:`Autoencoder.latent` — how the encoder's output becomes the code
-  (a sample and a KL term for the VAE, injected noise for a stochastic code);
-- :meth:`Autoencoder.regularizers` — extra named loss terms;
+- :meth:`Autoencoder.latent` — how the encoder's output becomes the latent
+  object (:mod:`aekit.models.latents`): a point, a Gaussian posterior, a
+  quantiser's result; the decoder sees its ``sample()`` while training and its
+  ``mode()`` otherwise;
+- :meth:`Autoencoder.regularizers` — extra named loss terms, which see the
+  input, the code and the latent object;
+- :attr:`Autoencoder.loss_groups` / :meth:`Autoencoder.parameter_groups` —
+  terms minimised over their own parameters (an adversary's);
 - :meth:`Autoencoder.make_encoder` / :meth:`Autoencoder.make_decoder` /
   :meth:`Autoencoder.decode_logits` — its layers.
 
@@ -28,6 +33,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError, DataError, suggest
 from ..losses import RECONSTRUCTION_LOSSES
 from ..registry import register_model
+from .latents import PointCode
 from .layers import activation as make_activation
 from .layers import mlp
 
@@ -40,45 +46,52 @@ class AEOutput:
     ----------
     x_hat : Tensor, shape (batch, *input_shape)
         The reconstruction (the decoder distribution's mean).
-    z : Tensor, shape (batch, code_size)
+    z : Tensor, shape (batch, code_size) or (batch, channels, h, w)
         The code the decoder saw.
     losses : dict of str to scalar Tensor
         Named loss terms, each averaged over the batch; the trainer logs every one.
     loss : scalar Tensor
-        Their sum: what the trainer minimises.
+        The sum of the terms of the model's own parameters: what the trainer minimises.
+    group_losses : dict of str to scalar Tensor
+        For a model with more than one parameter group (an adversarial
+        autoencoder's discriminator): the loss of each other group, minimised
+        over that group's parameters only, in the same optimiser step.
+    metrics : dict of str to scalar Tensor
+        Numbers logged beside the losses but not minimised (a codebook's perplexity).
     """
 
     x_hat: Tensor
     z: Tensor
     losses: dict[str, Tensor] = field(default_factory=dict)
     loss: Tensor | None = None
+    group_losses: dict[str, Tensor] = field(default_factory=dict)
+    metrics: dict[str, Tensor] = field(default_factory=dict)
 
 
 def records_config(init):
-    """Wrap ``__init__`` so the arguments it was called with are kept in ``self.config``.
+    """Wrap ``__init__`` so that every option the object was built with is kept in ``self.config``.
 
-    Only the outermost constructor of a subclass chain records, so
-    ``self.config`` holds exactly the arguments that rebuild the object;
-    options passed on through ``**kwargs`` are merged in.
+    Every constructor of a subclass chain records the arguments it receives,
+    defaults included, a parent's over its child's (the parent receives what
+    the child passed on, e.g. a VAE's ``loss``), so ``self.config`` holds
+    every option, inherited ones too, and rebuilds the object exactly.
     """
     signature = inspect.signature(init)
 
     @functools.wraps(init)
     def wrapper(self, *args: Any, **kwargs: Any) -> None:
-        if "config" not in self.__dict__:
-            bound = signature.bind(self, *args, **kwargs)
-            bound.apply_defaults()
-            config = {}
-            for name, value in bound.arguments.items():
-                kind = signature.parameters[name].kind
-                if kind is inspect.Parameter.VAR_KEYWORD:
-                    config.update(value)  # options passed through **kwargs to a parent class
-                elif kind is inspect.Parameter.VAR_POSITIONAL:
-                    if value:
-                        raise TypeError(f"{type(self).__name__} takes its options by keyword, e.g. code_size=30.")
-                elif name != "self":
-                    config[name] = value
-            self.__dict__["config"] = config
+        config = self.__dict__.setdefault("config", {})
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        for name, value in bound.arguments.items():
+            kind = signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                config.update(value)  # options passed through **kwargs to a parent class, which records them again
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                if value:
+                    raise TypeError(f"{type(self).__name__} takes its options by keyword, e.g. code_size=30.")
+            elif name != "self":
+                config[name] = value
         init(self, *args, **kwargs)
 
     return wrapper
@@ -183,6 +196,10 @@ class Autoencoder(nn.Module):
     code_factor = 1
     #: True when the reconstruction loss must be a normalised likelihood (``gaussian``, ``bernoulli``), as in an ELBO.
     requires_likelihood = False
+    #: Loss terms minimised over another parameter group than the model's own: term name -> group name.
+    loss_groups: dict[str, str] = {}
+    #: Named scalars that schedules may set while training and that the trainer logs (a VAE's ``beta``).
+    scalars: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -243,17 +260,26 @@ class Autoencoder(nn.Module):
         """The input the encoder sees while training (a denoising variant corrupts it)."""
         return x
 
-    def latent(self, h: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Turn the encoder's output into the code the decoder sees, plus any loss terms it brings."""
-        return h, {}
+    def latent(self, h: Tensor) -> Any:
+        """The latent object for the encoder's output ``h``: anything with ``sample()`` and ``mode()`` (see :mod:`.latents`)."""
+        return PointCode(h)
 
     def code(self, h: Tensor) -> Tensor:
         """The deterministic code for the encoder's output ``h`` (what :meth:`encode` returns)."""
-        return h
+        return self.latent(h).mode()
 
-    def regularizers(self, x: Tensor, z: Tensor) -> dict[str, Tensor]:
-        """Extra named loss terms (batch averages) added to the reconstruction loss."""
+    def regularizers(self, x: Tensor, z: Tensor, q: Any) -> dict[str, Tensor]:
+        """Extra named loss terms (batch averages) added to the reconstruction loss.
+
+        ``x`` is the (scaled) input, ``z`` the code the decoder saw and ``q``
+        the latent object it came from (the posterior of a VAE).
+        """
         return {}
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The model's parameters by group: ``"model"`` minimises ``loss``; any other group the terms
+        :attr:`loss_groups` assigns to it. One group by default."""
+        return {"model": list(self.parameters())}
 
     def decode_logits(self, z: Tensor) -> Tensor:
         """Codes ``(batch, code_size)`` -> pre-activation outputs ``(batch, *input_shape)``."""
@@ -315,11 +341,22 @@ class Autoencoder(nn.Module):
     def forward(self, x: Tensor) -> AEOutput:
         """Reconstruct ``x`` (shape ``(batch, *input_shape)``) and compute the loss terms."""
         x = self.scale(self.as_batch(x))
-        z, latent_terms = self.latent(self.encoder(self.corrupt(x) if self.training else x))
+        q = self.latent(self.encoder(self.corrupt(x) if self.training else x))
+        z = q.sample() if self.training else q.mode()
         logits = self.decode_logits(z)
-        losses = {"reconstruction": self.reconstruction_nll(logits, x).mean(), **latent_terms, **self.regularizers(x, z)}
-        total = torch.stack(list(losses.values())).sum()
-        return AEOutput(x_hat=self.unscale(self.output_activation(logits)), z=z, losses=losses, loss=total)
+        losses = {"reconstruction": self.reconstruction_nll(logits, x).mean(), **self.regularizers(x, z, q)}
+        return self.output(logits, z, losses, q.metrics() if hasattr(q, "metrics") else None)
+
+    def output(self, logits: Tensor, z: Tensor, losses: dict[str, Tensor], metrics: dict[str, Tensor] | None = None) -> AEOutput:
+        """The :class:`AEOutput` of decoder ``logits``: the loss terms summed by parameter group."""
+        groups: dict[str, list[Tensor]] = {}
+        for name, value in losses.items():
+            groups.setdefault(self.loss_groups.get(name, "model"), []).append(value)
+        total = torch.stack(groups.pop("model")).sum()
+        return AEOutput(
+            x_hat=self.unscale(self.output_activation(logits)), z=z, losses=losses, loss=total,
+            group_losses={name: torch.stack(terms).sum() for name, terms in groups.items()}, metrics=metrics or {},
+        )
 
     def as_batch(self, x: Tensor) -> Tensor:
         """``x`` as ``(batch, *input_shape)`` (flat samples are accepted), with a clear error for a wrong shape."""

@@ -84,29 +84,38 @@ class ConvAutoencoder(Autoencoder):
             sizes.append(tuple(math.ceil(s / 2) for s in sizes[-1]))
         return sizes
 
-    def make_encoder(self) -> nn.Module:
-        sizes, pad = self.feature_sizes(), self.kernel_size // 2
+    def down_blocks(self) -> list[nn.Module]:
+        """Per channel count: a same-padded convolution, the activation and a 2x2 max-pool."""
         layers: list[nn.Module] = []
-        c_in = self.input_shape[0]
+        c_in, pad = self.input_shape[0], self.kernel_size // 2
         for c_out in self.channels:
             layers += [nn.Conv2d(c_in, c_out, self.kernel_size, padding=pad), make_activation(self.activation), nn.MaxPool2d(2, ceil_mode=True)]
             c_in = c_out
-        flat = c_in * math.prod(sizes[-1])
-        return nn.Sequential(*layers, nn.Flatten(), *mlp([flat, *self.hidden, self.code_factor * self.code_size], self.activation, self.code_activation))
+        return layers
 
-    def make_decoder(self) -> nn.Module:
+    def up_blocks(self) -> list[nn.Module]:
+        """The mirror of :meth:`down_blocks`: per block an upsampling to the matching encoder map's size and a
+        convolution, from the smallest map ``(channels[-1], *feature_sizes()[-1])`` to the image's logits."""
         sizes, pad = self.feature_sizes(), self.kernel_size // 2
-        last = self.channels[-1]
-        layers: list[nn.Module] = [
-            *mlp([self.code_size, *reversed(self.hidden), last * math.prod(sizes[-1])], self.activation, self.activation),
-            ToImage((last, *sizes[-1]), self.channels_last),
-        ]
         outputs = [self.input_shape[0], *self.channels[:-1]]
+        layers: list[nn.Module] = []
         for i in reversed(range(len(self.channels))):
             layers += [nn.Upsample(size=sizes[i], mode="nearest"), nn.Conv2d(self.channels[i], outputs[i], self.kernel_size, padding=pad)]
             if i > 0:
                 layers.append(make_activation(self.activation))
-        return nn.Sequential(*layers)
+        return layers
+
+    def make_encoder(self) -> nn.Module:
+        flat = self.channels[-1] * math.prod(self.feature_sizes()[-1])
+        return nn.Sequential(*self.down_blocks(), nn.Flatten(), *mlp([flat, *self.hidden, self.code_factor * self.code_size], self.activation, self.code_activation))
+
+    def make_decoder(self) -> nn.Module:
+        sizes, last = self.feature_sizes(), self.channels[-1]
+        return nn.Sequential(
+            *mlp([self.code_size, *reversed(self.hidden), last * math.prod(sizes[-1])], self.activation, self.activation),
+            ToImage((last, *sizes[-1]), self.channels_last),
+            *self.up_blocks(),
+        )
 
     def as_batch(self, x: Tensor) -> Tensor:
         x = super().as_batch(x)

@@ -78,7 +78,7 @@ class SparseAutoencoder(Autoencoder):
         self.penalty, self.rho = penalty, float(rho)
         self.weight = check_range("weight", weight, 0)
 
-    def regularizers(self, x: Tensor, z: Tensor) -> dict[str, Tensor]:
+    def regularizers(self, x: Tensor, z: Tensor, q: Any) -> dict[str, Tensor]:
         if self.penalty == "l1":
             return {"sparsity": self.weight * l1_penalty(z).mean()}
         return {"sparsity": self.weight * kl_bernoulli(self.rho, z.mean(0))}
@@ -95,7 +95,7 @@ class ContractiveAutoencoder(Autoencoder):
         self.weight = check_range("weight", weight, 0)
         self.jacobian, self.probes = jacobian, positive_int("probes", probes)
 
-    def regularizers(self, x: Tensor, z: Tensor) -> dict[str, Tensor]:
+    def regularizers(self, x: Tensor, z: Tensor, q: Any) -> dict[str, Tensor]:
         return {"contractive": self.weight * self.jacobian_penalty(x, z).mean()}
 
     def jacobian_penalty(self, x: Tensor, z: Tensor) -> Tensor:

@@ -3,68 +3,21 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..losses import kl_normal_standard, log_normal_diag, log_normal_standard
+from ..losses import free_bits_kl, log_normal_standard
 from ..registry import register_model
 from .base import Autoencoder, check_range
+from .latents import DiagonalGaussian, PointCode
 
 
-@dataclass
-class DiagonalGaussian:
-    """``N(mean, diag(exp(logvar)))`` over codes of shape ``(batch, code_size)``."""
-
-    mean: Tensor
-    logvar: Tensor
-
-    @classmethod
-    def from_encoder(cls, h: Tensor) -> "DiagonalGaussian":
-        mean, logvar = h.chunk(2, dim=1)
-        return cls(mean, logvar.clamp(-30.0, 20.0))  # keeps exp(logvar) finite in float32
-
-    def rsample(self, n: int | None = None) -> Tensor:
-        """A reparameterised sample ``mean + exp(logvar / 2) * eps`` (Kingma & Welling 2014, eq. 10); ``(n, batch, code)`` with ``n``."""
-        shape = self.mean.shape if n is None else (n, *self.mean.shape)
-        return self.mean + (0.5 * self.logvar).exp() * torch.randn(shape, dtype=self.mean.dtype, device=self.mean.device)
-
-    def kl(self) -> Tensor:
-        """``KL(q || N(0, I))`` per sample, closed form."""
-        return kl_normal_standard(self.mean, self.logvar)
-
-    def log_prob(self, z: Tensor) -> Tensor:
-        return log_normal_diag(z, self.mean, self.logvar)
-
-
-@register_model("vae")
-class VariationalAutoencoder(Autoencoder):
-    """Gaussian encoder, reparameterised sample, KL to N(0, I) weighted by ``beta`` (beta-VAE), likelihood decoder."""
-
-    code_factor = 2  # the encoder emits a mean and a log-variance per code unit
-    requires_likelihood = True
-
-    def __init__(self, beta: float = 1.0, loss: str = "bernoulli", **options: Any) -> None:
-        super().__init__(loss=loss, **options)
-        if not self.reconstruction.is_nll:
-            raise ConfigError(f"a VAE's decoder is a likelihood: use loss='bernoulli' or 'gaussian', not {loss!r}.")
-        self.beta = check_range("beta", beta, 0)
-
-    def posterior(self, x: Tensor) -> DiagonalGaussian:
-        """``q(z | x)`` for inputs ``(batch, *input_shape)``."""
-        return DiagonalGaussian.from_encoder(self.encoder(self.scale(self.as_batch(x))))
-
-    def latent(self, h: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        # Training decodes a sample; evaluation decodes the posterior mean, so evaluation is deterministic
-        # (use elbo() and log_likelihood() for sampled estimates).
-        q = DiagonalGaussian.from_encoder(h)
-        return (q.rsample() if self.training else q.mean), {"kl": self.beta * q.kl().mean()}
-
-    def code(self, h: Tensor) -> Tensor:
-        return DiagonalGaussian.from_encoder(h).mean
+class GaussianPrior:
+    """For models whose codes should follow N(0, I) (a VAE's prior, an adversarial autoencoder's target):
+    :meth:`sample` decodes draws from it."""
 
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:
@@ -72,18 +25,61 @@ class VariationalAutoencoder(Autoencoder):
         device = next(self.parameters()).device
         return self.decode(torch.randn(n, self.code_size, device=device))
 
+
+@register_model("vae")
+class VariationalAutoencoder(GaussianPrior, Autoencoder):
+    """Gaussian encoder, reparameterised sample, KL to N(0, I) weighted by ``beta`` (beta-VAE), likelihood decoder.
+
+    ``free_bits`` (nats per code unit; Kingma et al. 2016) keeps the optimiser
+    from closing units: while training, each unit's KL costs at least that much
+    (see :func:`aekit.losses.free_bits_kl`). ``beta`` is a scheduled scalar: the
+    trainer's ``kl_warmup`` raises it from 0 to its value (Bowman et al. 2016).
+    Evaluation decodes the posterior mean and reports the plain ``beta * KL``.
+    """
+
+    code_factor = 2  # the encoder emits a mean and a log-variance per code unit
+    requires_likelihood = True
+    scalars = ("beta",)
+
+    def __init__(self, beta: float = 1.0, free_bits: float = 0.0, loss: str = "bernoulli", **options: Any) -> None:
+        super().__init__(loss=loss, **options)
+        if not self.reconstruction.is_nll:
+            raise ConfigError(f"a VAE's decoder is a likelihood: use loss='bernoulli' or 'gaussian', not {loss!r}.")
+        self.beta = check_range("beta", beta, 0)
+        self.free_bits = check_range("free_bits", free_bits, 0)
+
+    def posterior(self, x: Tensor) -> DiagonalGaussian:
+        """``q(z | x)`` for inputs ``(batch, *input_shape)``."""
+        return self.latent(self.encoder(self.scale(self.as_batch(x))))
+
+    def latent(self, h: Tensor) -> DiagonalGaussian:
+        return DiagonalGaussian.from_encoder(h)
+
+    def regularizers(self, x: Tensor, z: Tensor, q: DiagonalGaussian) -> dict[str, Tensor]:
+        return {"kl": self.beta * self.kl_term(q)}
+
+    def kl_term(self, q: DiagonalGaussian) -> Tensor:
+        """The batch's KL to the prior: with free bits while training, the plain mean otherwise."""
+        return free_bits_kl(q.kl_units(), self.free_bits if self.training else 0.0)
+
     @torch.no_grad()
     def log_weights(self, x: Tensor, k: int) -> Tensor:
-        """``log p(x | z_i) + log p(z_i) - log q(z_i | x)`` for ``k`` samples ``z_i ~ q``: shape ``(k, batch)``."""
-        x = self.scale(self.as_batch(x))
-        q = DiagonalGaussian.from_encoder(self.encoder(x))
+        """``log p(x | z_i) + log p(z_i) - log q(z_i | x)`` for ``k`` samples ``z_i ~ q``: shape ``(k, batch)``.
+
+        The log importance weights of Burda et al. (2016), in nats of the raw inputs.
+        """
+        return self._log_weights(self.scale(self.as_batch(x)), k, 1.0)[0]
+
+    def _log_weights(self, x: Tensor, k: int, beta: float) -> tuple[Tensor, DiagonalGaussian, Tensor]:
+        """``log p(x | z_i) + beta (log p(z_i) - log q(z_i | x))`` of scaled inputs ``x``, the posterior and ``log p(x | z_i)``."""
+        q = self.latent(self.encoder(x))
         z = q.rsample(k)  # (k, batch, code)
         logits = self.decode_logits(z.reshape(-1, self.code_size))
         targets = x.unsqueeze(0).expand(k, *x.shape).reshape(-1, *self.input_shape)
         log_px_z = -self.reconstruction_nll(logits, targets).view(k, -1)
         # a density of the scaled values is one of the raw values once divided by the scaling's Jacobian
         jacobian = self.input_scale.log().sum() if self.input_scaling is not None else 0.0
-        return log_px_z + log_normal_standard(z) - q.log_prob(z) - jacobian
+        return log_px_z + beta * (log_normal_standard(z) - q.log_prob(z)) - jacobian, q, log_px_z
 
     def elbo(self, x: Tensor, samples: int = 1) -> Tensor:
         """The evidence lower bound per sample (beta = 1), in nats, averaged over ``samples`` draws."""
@@ -115,5 +111,7 @@ class StochasticAutoencoder(Autoencoder):
         super().__init__(loss=loss, **options)
         self.code_noise = check_range("code_noise", code_noise, 0)
 
-    def latent(self, h: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        return (h + self.code_noise * torch.randn_like(h) if self.training else h), {}
+    def latent(self, h: Tensor) -> DiagonalGaussian:
+        if not self.code_noise:
+            return PointCode(h)
+        return DiagonalGaussian(h, torch.full_like(h, 2 * math.log(self.code_noise)))

@@ -9,6 +9,7 @@ No pickle is involved.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,11 @@ from ..errors import CheckpointError
 RESUME = "resume.safetensors"
 
 
-def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, shuffle: torch.Generator, info: dict[str, Any]) -> None:
-    """Write the full training state of the epoch just finished to ``path``."""
+def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, shuffle: torch.Generator, info: dict[str, Any], callbacks: Sequence[Any] = ()) -> None:
+    """Write the full training state of the epoch just finished to ``path`` (with the callbacks' states)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for i, callback in enumerate(callbacks):
+        tensors.update({f"callback.{i}.{k}": v.detach().cpu().contiguous() for k, v in callback.state_dict().items()})
     opt = optimizer.state_dict()
     scalars = {}
     for index, entries in opt["state"].items():
@@ -41,7 +44,7 @@ def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, s
     atomic_write(path, save_safetensors(tensors, metadata={"aekit": json.dumps(meta)}))
 
 
-def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, shuffle: torch.Generator) -> dict[str, Any]:
+def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, shuffle: torch.Generator, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Restore what :func:`save_state` wrote; returns its ``info`` dictionary."""
     from safetensors import safe_open
 
@@ -65,6 +68,9 @@ def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, s
                 if torch.is_tensor(value) and name != "step":
                     # in the parameter's memory layout (channels-last kernels): fused Adam walks both in memory order
                     entries[name] = torch.empty_like(param, dtype=value.dtype).copy_(value) if value.shape == param.shape else value.to(device)
+        for i, callback in enumerate(callbacks):
+            prefix = f"callback.{i}."
+            callback.load_state_dict({k.removeprefix(prefix): v.to(device) for k, v in tensors.items() if k.startswith(prefix)})
         torch.set_rng_state(tensors["rng.torch"])
         shuffle.set_state(tensors["rng.shuffle"])
         if "rng.cuda" in tensors and torch.cuda.is_available():

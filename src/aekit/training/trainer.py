@@ -15,6 +15,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from ..data import Dataset, check_finite
 from ..data.stream import StreamedDataset
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError, suggest
 from . import allocator
+from .callbacks import ActiveUnits, Callback, KLWarmup, Loop, WeightAverage, check_decay
 from .distributed import Workers, local_device, rank_and_world, workers
 from .history import History
 from .samples import InMemory, OnDisk
@@ -108,33 +110,44 @@ def as_samples(data: Dataset | Tensor | np.ndarray, name: str = "data") -> tuple
     return data, float(low), float(high)
 
 
+def setting(default: Any, help: str, **cli: Any) -> Any:
+    """A Trainer setting: its default and help text, from which the CLI makes its flag (``cli=False``: no flag)."""
+    return dataclasses.field(default=default, metadata={"help": help, **cli})
+
+
 @dataclass
 class Trainer:
     """Trains any registered model. Keyword arguments are its settings.
+
+    Each setting is declared once, here, with its help text: ``aekit train``
+    makes its flags from these fields (``--batch-size`` for ``batch_size``).
 
     Examples
     --------
     >>> history = Trainer(epochs=5, lr=1e-3).fit(model, data)   # doctest: +SKIP
     """
 
-    epochs: int = 50  # passes over the training data
-    batch_size: int = 128  # samples per optimiser step
-    lr: float = 1e-3  # learning rate
-    weight_decay: float = 0.0  # L2 penalty of the optimiser
-    optimizer: str = "adam"  # adam | adamw | sgd (momentum 0.9)
-    schedule: str = "constant"  # learning rate: constant, or cosine decay to 0 over all steps
-    val_fraction: float = 0.1  # share of the data held out for validation when no val_data is given
-    patience: int | None = None  # stop after this many epochs without a better validation loss; None: never
-    restore_best: bool = True  # end with the weights of the best epoch, not the last
-    pretrain_epochs: int = 5  # greedy layer-wise pretraining per stage, for models built from stages (stacked)
-    binarize: bool = False  # draw binary data ~ Bernoulli(x) afresh for every batch (dynamic binarisation)
-    on_nonfinite: str = "stop"  # a NaN/inf loss: "stop" with a clear error, or "skip" the batch and halve the learning rate
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32, or mixed precision: bf16 (CPU or GPU) | fp16 (GPU, with loss scaling)
-    compile: bool = False  # train through torch.compile(model): slower start, faster steps
-    seed: int = 0  # seeds shuffling, the validation split and any noise a model draws
-    progress: bool | str = True  # True: a progress bar on a terminal, one line per epoch otherwise; "lines": always lines; False: silent
-    tune_allocator: bool = True  # keep glibc's large buffers between steps instead of re-mapping them (training/allocator.py)
+    epochs: int = setting(50, "passes over the training data (with --resume, a new total)")
+    batch_size: int = setting(128, "samples per optimiser step")
+    lr: float = setting(1e-3, "learning rate")
+    weight_decay: float = setting(0.0, "L2 penalty of the optimiser")
+    optimizer: str = setting("adam", "adam, adamw or sgd (momentum 0.9)", choices=tuple(OPTIMIZERS))
+    schedule: str = setting("constant", "learning rate: constant, or cosine decay to 0 over all steps", choices=tuple(SCHEDULES))
+    val_fraction: float = setting(0.1, "share of the data held out for validation when no validation data is given")
+    patience: int | None = setting(None, "early stopping: stop after this many epochs without a better validation loss (default: never)", type=int)
+    restore_best: bool = setting(True, "end with the weights of the best epoch, not the last", cli=False)
+    pretrain_epochs: int = setting(5, "greedy layer-wise pretraining epochs per stage, for models built from stages (stacked)")
+    binarize: bool = setting(False, "dynamic binarisation: draw binary data ~ Bernoulli(x) afresh for every batch")
+    kl_warmup: int = setting(0, "KL warm-up: a VAE's beta rises linearly from 0 to its value over this many epochs (Bowman et al. 2016)")
+    max_grad_norm: float | None = setting(None, "clip the gradients' total norm to this value before each step (default: no clipping)", type=float)
+    ema: float | None = setting(None, "keep an exponential moving average of the weights with this decay, e.g. 0.999, and end with it (default: off)", type=float)
+    on_nonfinite: str = setting("stop", "a NaN/inf loss: stop with a clear error, or skip the batch and halve the learning rate", choices=("stop", "skip"))
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = setting("fp32", "fp32, or mixed precision: bf16 (CPU or GPU), fp16 (GPU, with loss scaling)", choices=tuple(PRECISIONS))
+    compile: bool = setting(False, "train through torch.compile(model): slower start, faster steps")
+    seed: int = setting(0, "seeds shuffling, the validation split, the weights and any noise a model draws")
+    progress: bool | str = setting(True, "True: a progress bar on a terminal, one line per epoch otherwise; 'lines': always lines; False: silent", cli=False)
+    tune_allocator: bool = setting(True, "keep glibc's large buffers between steps instead of re-mapping them (training/allocator.py)", cli=False)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.epochs, int) and self.epochs >= 1):
@@ -162,6 +175,11 @@ class Trainer:
             raise ConfigError(f"unknown precision {self.precision!r}.{suggest(self.precision, PRECISIONS)} Choose one of: {', '.join(PRECISIONS)}.")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}.{suggest(self.optimizer, OPTIMIZERS)} Choose one of: {', '.join(OPTIMIZERS)}.")
+        if not (isinstance(self.kl_warmup, int) and not isinstance(self.kl_warmup, bool) and self.kl_warmup >= 0):
+            raise ConfigError(f"kl_warmup is a number of epochs, 0 or more, got {self.kl_warmup!r}.")
+        if self.max_grad_norm is not None and not (_is_number(self.max_grad_norm) and math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
+            raise ConfigError(f"max_grad_norm must be a positive number or None, got {self.max_grad_norm!r}.")
+        check_decay(self.ema)
 
     @classmethod
     def from_settings(cls, settings: Any, source: Path) -> "Trainer":
@@ -183,6 +201,7 @@ class Trainer:
         val_data: Dataset | Tensor | np.ndarray | None = None,
         out: str | Path | None = None,
         resume: bool = False,
+        callbacks: Sequence[Callback] = (),
     ) -> History:
         """Train ``model`` on ``data``; with ``out``, write a run folder there.
 
@@ -200,16 +219,31 @@ class Trainer:
             metrics and, for images, a reconstruction grid.
         resume : bool
             Continue the run saved in ``out`` from its last finished epoch.
+        callbacks : sequence of Callback
+            Hooks called at the loop's events (:mod:`aekit.training.callbacks`),
+            after the ones the settings ask for (``kl_warmup``, ``ema``) and the
+            active-units count of models with a posterior.
 
         While it trains, the run folder is locked: a second process training
         into the same folder stops with a :class:`CheckpointError`.
         """
         if out is None or rank_and_world()[0] != 0:
-            return self._fit(model, data, val_data, out, resume)
+            return self._fit(model, data, val_data, out, resume, list(callbacks))
         with lock_run(Path(out)):
-            return self._fit(model, data, val_data, out, resume)
+            return self._fit(model, data, val_data, out, resume, list(callbacks))
 
-    def _fit(self, model: nn.Module, data, val_data, out, resume: bool) -> History:
+    def callbacks(self, model: nn.Module) -> list[Callback]:
+        """The callbacks the settings ask for: KL warm-up, weight averaging, and active units where there is a posterior."""
+        chosen: list[Callback] = []
+        if self.kl_warmup:
+            chosen.append(KLWarmup(self.kl_warmup))
+        if self.ema is not None:
+            chosen.append(WeightAverage(self.ema))
+        if hasattr(model, "posterior"):
+            chosen.append(ActiveUnits())
+        return chosen
+
+    def _fit(self, model: nn.Module, data, val_data, out, resume: bool, extra: list[Callback]) -> History:
         if self.tune_allocator:
             allocator.tune_allocator()
         device = resolve_device(self.device)
@@ -226,12 +260,15 @@ class Trainer:
         if self.pretrain_epochs and hasattr(model, "layerwise_stages") and not isinstance(train_data, InMemory):
             raise ConfigError("layer-wise pretraining needs the data in memory; stream it with pretrain_epochs=0, or load it.")
 
-        if getattr(model, "input_scaling", None) is not None:  # fitted here; a resumed run restores it below
-            if not isinstance(train_data, InMemory):
-                raise ConfigError("input_scaling is fitted on the training rows in memory; load the data instead of streaming it.")
+        if isinstance(train_data, InMemory) and hasattr(model, "adapt"):  # fitted here; a resumed run restores it below
             model.adapt(train_data.x)
+        elif getattr(model, "input_scaling", None) is not None:
+            raise ConfigError("input_scaling is fitted on the training rows in memory; load the data instead of streaming it.")
         model.to(device).train()
-        optimizer = OPTIMIZERS[self.optimizer](model.parameters(), self.lr, self.weight_decay)
+        groups = model.parameter_groups() if hasattr(model, "parameter_groups") else {"model": list(model.parameters())}
+        if team.distributed and len(groups) > 1:
+            raise ConfigError(f"a model with several parameter groups ({', '.join(groups)}) trains in one process; run it without torchrun.")
+        optimizer = OPTIMIZERS[self.optimizer]([{"params": params, "name": name} for name, params in groups.items()], self.lr, self.weight_decay)
         shuffle = torch.Generator().manual_seed(self.seed + 1)
         torch.manual_seed(self.seed + team.rank)  # the noise models draw differs between processes
         history, start, best, since_best, grad_scale = History(), 0, math.inf, 0, 2.0**16
@@ -240,8 +277,9 @@ class Trainer:
             remove_stale_temporaries(run)  # left by a process killed while writing
             atomic_write(run / CONFIG, json.dumps(model_config(model), indent=2))
             atomic_write(run / TRAINER, json.dumps(dataclasses.asdict(self), indent=2))
+        callbacks = [*self.callbacks(model), *extra]
         if run is not None and resume and (run / RESUME).exists():
-            info = load_state(run / RESUME, model, optimizer, shuffle)
+            info = load_state(run / RESUME, model, optimizer, shuffle, callbacks)
             history = History(info["records"], info["best_epoch"])
             start, best, since_best = info["epoch"], info["best"], info["since_best"]
             grad_scale = info.get("grad_scale", grad_scale)
@@ -258,6 +296,10 @@ class Trainer:
             best_weights = {k: v.to(device) for k, v in read_tensors(run / WEIGHTS).items()}
         forward, eager = self._forward(model, team, device)
         n_batches = math.ceil(len(train_data) / self.batch_size)
+        shown = val_data_ if len(val_data_) else train_data
+        loop = Loop(model, optimizer, self.epochs, n_batches, lambda: shown.batch(torch.arange(min(EVAL_BATCH, len(shown)))))
+        for callback in callbacks:
+            callback.on_fit_start(loop)
         # A finite-check syncs a GPU, so there it runs every 25 steps, unless bad batches are to be skipped.
         check_every = 1 if device.type == "cpu" or self.on_nonfinite == "skip" else 25
         show_bar = self.progress is True and team.is_main and sys.stderr.isatty()
@@ -267,10 +309,18 @@ class Trainer:
             for epoch in range(start + 1, self.epochs + 1):
                 began = time.perf_counter()
                 bar.set_description(f"epoch {epoch}/{self.epochs}")
-                train = self._train_epoch(model, forward, eager, optimizer, scaler, train_data, shuffle, epoch, check_every, team, bar, run)
+                loop.epoch, loop.step = epoch, 0
+                for callback in callbacks:
+                    callback.on_epoch_start(loop)
+                train = self._train_epoch(model, forward, eager, optimizer, scaler, train_data, shuffle, loop, callbacks, groups, check_every, team, bar, run)
+                for callback in callbacks:
+                    callback.on_train_epoch_end(loop)
                 record: dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()}}
                 if len(val_data_):
                     record.update({f"val_{k}": v for k, v in self._evaluate(model, val_data_, team).items()})
+                record.update({name: float(getattr(model, name)) for name in getattr(model, "scalars", ())})
+                for callback in callbacks:
+                    callback.on_epoch_end(loop, record)
                 record["lr"] = optimizer.param_groups[0]["lr"]
                 record["seconds"] = round(time.perf_counter() - began, 4)
                 history.records.append(record)
@@ -290,12 +340,14 @@ class Trainer:
                     info = {"epoch": epoch, "best": best, "since_best": since_best, "best_epoch": history.best_epoch, "records": history.records}
                     if scaler.is_enabled():
                         info["grad_scale"] = scaler.get_scale()
-                    self._checkpoint(run, model, optimizer, shuffle, history, info, improved)
+                    self._checkpoint(run, model, optimizer, shuffle, history, info, improved, callbacks)
                 if self.patience is not None and since_best >= self.patience:
                     history.stopped_early = epoch < self.epochs
                     break
         finally:
             bar.close()
+        for callback in callbacks:
+            callback.on_fit_end(loop)
 
         if self.restore_best and history.best_epoch:
             model.load_state_dict(best_weights)
@@ -370,7 +422,7 @@ class Trainer:
 
     def _pretrain(self, model: nn.Module, x_train: Tensor) -> None:
         """Greedy layer-wise pretraining: train each stage on the codes of the one before, then unroll."""
-        stage_trainer = dataclasses.replace(self, epochs=self.pretrain_epochs, patience=None, pretrain_epochs=0)
+        stage_trainer = dataclasses.replace(self, epochs=self.pretrain_epochs, patience=None, pretrain_epochs=0, kl_warmup=0, ema=None)
         stages, h = model.layerwise_stages(), model.scale(x_train)  # the first stage sees what the model will
         for stage in stages:
             stage_trainer.fit(stage, h)
@@ -382,8 +434,9 @@ class Trainer:
         dtype = PRECISIONS[self.precision]
         return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
-    def _train_epoch(self, model, forward, eager, optimizer, scaler, data, shuffle: torch.Generator, epoch: int, check_every: int, team: Workers, bar, run) -> dict[str, float]:
-        """One pass over ``data`` in shuffled batches; returns the mean of every loss term."""
+    def _train_epoch(self, model, forward, eager, optimizer, scaler, data, shuffle: torch.Generator, loop: Loop, callbacks, groups, check_every: int, team: Workers, bar, run) -> dict[str, float]:
+        """One pass over ``data`` in shuffled batches; returns the mean of every loss term and metric."""
+        epoch = loop.epoch
         model.train()
         device = next(model.parameters()).device
         perm = torch.randperm(len(data), generator=shuffle)
@@ -397,6 +450,9 @@ class Trainer:
         for step, start in enumerate(range(0, len(data), self.batch_size), start=1):
             indices, weight = team.share(perm[start : start + self.batch_size])
             batch = data.batch(indices)
+            loop.step = step
+            for callback in callbacks:
+                callback.on_step_start(loop)
             if self.binarize:
                 batch = torch.bernoulli(batch)
             with self._autocast(device) if mixed else contextlib.nullcontext():
@@ -423,17 +479,22 @@ class Trainer:
                     group["lr"] = group["base_lr"] * factor
             optimizer.zero_grad(set_to_none=True)
             loss = out.loss * weight if weight != 1.0 else out.loss
-            if scaler.is_enabled():  # fp16: scale the loss so that small gradients survive
-                scaler.scale(loss).backward()
+            self._backward(loss, out.group_losses, groups, scaler)
+            if self.max_grad_norm is not None:
+                if scaler.is_enabled():
+                    scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
+            if scaler.is_enabled():
                 scaler.step(optimizer)
                 scaler.update()
             else:
-                loss.backward()
                 optimizer.step()
+            for callback in callbacks:
+                callback.on_step_end(loop)
             count = len(batch) if weight else 0  # samples this process trained on
             seen += count
-            names = names or ["loss", *out.losses]
-            sums = sums + torch.stack([out.loss.detach(), *(v.detach() for v in out.losses.values())]).float() * count
+            names = names or ["loss", *out.losses, *out.metrics]
+            sums = sums + torch.stack([out.loss.detach(), *(v.detach() for v in (*out.losses.values(), *out.metrics.values()))]).float() * count
             bar.update(1)
         totals = team.sum(torch.cat([torch.tensor([float(seen)], device=device), torch.as_tensor(sums, device=device).reshape(-1)]))
         if not totals[0]:
@@ -443,18 +504,29 @@ class Trainer:
             raise TrainingError(f"the loss became non-finite (NaN or inf) in epoch {epoch}; lower the learning rate or check the data.")
         return means
 
+    @staticmethod
+    def _backward(loss: Tensor, group_losses: dict[str, Tensor], groups: dict[str, list[nn.Parameter]], scaler) -> None:
+        """Gradients of the loss into the model's parameters and of each group's loss into that group's only."""
+        scale = scaler.scale if scaler.is_enabled() else (lambda value: value)  # fp16: scaled so that small gradients survive
+        if not group_losses:
+            scale(loss).backward()
+            return
+        parts = [(loss, groups["model"]), *((value, groups[name]) for name, value in group_losses.items())]
+        for i, (value, params) in enumerate(parts):
+            scale(value).backward(inputs=params, retain_graph=i < len(parts) - 1)
+
     def _evaluate(self, model: nn.Module, data: InMemory | OnDisk, team: Workers) -> dict[str, float]:
         """The loss terms on ``data`` in evaluation mode, each process taking its share, averaged over samples."""
         return mean_losses(model, data, team, lambda: self._autocast(next(model.parameters()).device))
 
-    def _checkpoint(self, run: Path, model, optimizer, shuffle, history: History, info: dict[str, Any], improved: bool) -> None:
+    def _checkpoint(self, run: Path, model, optimizer, shuffle, history: History, info: dict[str, Any], improved: bool, callbacks: list[Callback]) -> None:
         """Write the epoch's files; the resume state goes last, as the commit point."""
         weights = weights_bytes(model)
         if improved:
             atomic_write(run / WEIGHTS, weights)
         atomic_write(run / LAST, weights)
         atomic_write(run / METRICS, history.to_csv())
-        save_state(run / RESUME, model, optimizer, shuffle, info)
+        save_state(run / RESUME, model, optimizer, shuffle, info, callbacks)
 
 
 @torch.no_grad()
@@ -470,7 +542,7 @@ def mean_losses(model: nn.Module, data: InMemory | OnDisk, team: Workers = Worke
         batch = data.batch(indices)
         with autocast():
             out = model(batch)
-        terms = {"loss": out.loss, **out.losses}
+        terms = {"loss": out.loss, **out.losses, **out.metrics}
         names = list(terms)
         sums = sums + torch.stack([v.detach().float() for v in terms.values()]) * (len(batch) * weight)
     model.train(was_training)
@@ -483,7 +555,7 @@ def evaluate_losses(model: nn.Module, x: Tensor, batch_size: int = EVAL_BATCH) -
     return mean_losses(model, InMemory(x), batch_size=batch_size)
 
 
-def fit(model: nn.Module, data, *, val_data=None, out=None, resume: bool = False, **settings: Any) -> History:
+def fit(model: nn.Module, data, *, val_data=None, out=None, resume: bool = False, callbacks: Sequence[Callback] = (), **settings: Any) -> History:
     """Train ``model`` on ``data``: ``Trainer(**settings).fit(model, data, ...)``.
 
     Parameters
@@ -506,4 +578,4 @@ def fit(model: nn.Module, data, *, val_data=None, out=None, resume: bool = False
     unknown = sorted(set(settings) - fields)
     if unknown:
         raise ConfigError(f"unknown training setting(s) {unknown}.{suggest(unknown[0], fields)} Settings: {', '.join(sorted(fields))}.")
-    return Trainer(**settings).fit(model, data, val_data=val_data, out=out, resume=resume)
+    return Trainer(**settings).fit(model, data, val_data=val_data, out=out, resume=resume, callbacks=callbacks)
