@@ -28,7 +28,7 @@ except ImportError:  # Windows: no advisory locks
     fcntl = None
 
 from .errors import AekitError, CheckpointError
-from .registry import model_class
+from .registry import list_models, model_class
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -135,6 +135,11 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     name = getattr(model, "model_name", None)
     if name is None or not hasattr(model, "config"):
         raise CheckpointError(f"{type(model).__name__} is not a registered aekit model; register it with @register_model.")
+    if name not in list_models() or model_class(name) is not type(model):  # a subclass inherits its parent's name
+        raise CheckpointError(
+            f"{type(model).__name__} is not registered (only its parent {name!r} is), so it would load as that parent, "
+            f"without what it changes; decorate it with @aekit.register_model('a-new-name')."
+        )
     return {"format": FORMAT_VERSION, "model": name, "options": _jsonable(model.config)}
 
 
@@ -170,6 +175,9 @@ def build_from_config(config: Any, source: Path) -> nn.Module:
     """Rebuild a model from a config dictionary, checking it against the model's signature."""
     if not isinstance(config, dict) or not isinstance(config.get("model"), str) or not isinstance(config.get("options"), dict):
         raise CheckpointError(f"{source} is not an aekit model config (expected 'model' and 'options').")
+    version = config.get("format", 1)  # files from before the field was written are version 1
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(f"{source} has checkpoint format {version!r}; this aekit reads formats 1 to {FORMAT_VERSION}: upgrade aekit (pip install -U aekit).")
     try:
         cls = model_class(config["model"])
         inspect.signature(cls).bind(**config["options"])

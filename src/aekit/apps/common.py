@@ -22,10 +22,11 @@ def device_of(model: nn.Module) -> torch.device:
 
 
 def encode(model: nn.Module, x: Tensor) -> np.ndarray:
-    """Codes of ``x`` (the posterior mean for a VAE) as float32 NumPy, shape (n, code_size)."""
+    """Codes of ``x`` (the posterior mean for a VAE) as float32 NumPy, shape (n, code_size); a spatial code
+    (a VQ-VAE's ``(code_size, h, w)`` map) is flattened to one row per sample."""
     model.eval()
     device = device_of(model)
-    return batched(lambda b: model.encode(b.to(device)).cpu(), x).numpy()
+    return batched(lambda b: model.encode(b.to(device)).flatten(1).cpu(), x).numpy()
 
 
 def reconstruct(model: nn.Module, x: Tensor) -> Tensor:

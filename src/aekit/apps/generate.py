@@ -27,7 +27,7 @@ def interpolate(model: nn.Module, a: Tensor, b: Tensor, steps: int = 10) -> Tens
     model.eval()
     device = device_of(model)
     z = model.encode(torch.stack([a, b]).to(device))
-    t = torch.linspace(0, 1, steps, device=device)[:, None]
+    t = torch.linspace(0, 1, steps, device=device).reshape(-1, *[1] * (z.dim() - 1))  # flat or spatial codes
     return model.decode((1 - t) * z[0] + t * z[1]).cpu()
 
 
@@ -42,6 +42,8 @@ def traversal(model: nn.Module, x: Tensor, reference: Tensor, dims: list[int] | 
     model.eval()
     device = device_of(model)
     codes = model.encode(reference.to(device))
+    if codes.dim() != 2:
+        raise ConfigError(f"a traversal varies the units of a flat code; a {model.model_name!r} model's code is a map of shape {tuple(codes.shape[1:])}: use interpolate or sample.")
     mean, std = codes.mean(0), codes.std(0).clamp_min(1e-6)
     dims = list(range(min(model.code_size, 10))) if dims is None else dims
     bad = [d for d in dims if not 0 <= d < model.code_size]
