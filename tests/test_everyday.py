@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -324,3 +326,118 @@ def test_a_corrupt_faiss_index_is_one_line(tmp_path, capsys):
     assert main(["search", str(tmp_path / "idx")]) == 2
     err = capsys.readouterr().err
     assert "faiss.index is missing or corrupt" in err and err.count("\n") == 1
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_same_start(tmp_path, monkeypatch):
+    from aekit.checkpoint import read_tensors
+
+    common = ["train", "--model", "ae", "--epochs", "2", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "straight")]) == 0
+
+    class KilledAtStart(aekit.Callback):  # as if the process died before the first epoch ended
+        def on_fit_start(self, loop):
+            raise KeyboardInterrupt
+
+    fit = aekit.Trainer.fit
+    monkeypatch.setattr(aekit.Trainer, "fit", lambda self, *a, **k: fit(self, *a, **{**k, "callbacks": [KilledAtStart()]}))
+    assert main([*common, "--out", str(tmp_path / "killed")]) == 130
+    monkeypatch.undo()
+    assert not (tmp_path / "killed" / "resume.safetensors").exists()
+    assert main(["train", "--resume", str(tmp_path / "killed"), "--quiet"]) == 0
+    a, b = read_tensors(tmp_path / "straight" / "last.safetensors"), read_tensors(tmp_path / "killed" / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_stopped_by_a_non_finite_loss_leaves_a_loadable_finite_best_model(tmp_path):
+    class Diverge(aekit.Callback):  # weights blow up in epoch 3, as with too high a learning rate
+        def on_step_end(self, loop):
+            if loop.epoch == 3:
+                with torch.no_grad():
+                    next(loop.model.parameters()).fill_(float("inf"))
+
+    x = torch.rand(64, 6)
+    model = aekit.get_model("ae", input_shape=(6,), code_size=2, hidden=(4,))
+    with pytest.raises(aekit.TrainingError, match="non-finite.*intact"):
+        aekit.fit(model, x, epochs=5, batch_size=16, out=tmp_path / "r", progress=False, callbacks=[Diverge()])
+    loaded = aekit.load(tmp_path / "r")
+    assert all(torch.isfinite(p).all() for p in loaded.parameters())
+    assert torch.isfinite(loaded(x).x_hat).all()
+    resumed = aekit.load(tmp_path / "r" / "last.safetensors")  # the last epoch that ended, 2: finite too
+    assert all(torch.isfinite(p).all() for p in resumed.parameters())
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("finished") / "run"
+    assert main(["train", "--model", "ae", "--epochs", "2", "--hidden", "16", "--code-size", "4", "--quiet", "--out", str(run)]) == 0
+    return run
+
+
+def _tampered(finished_run, tmp_path, name: str, content) -> Path:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    original = json.loads((run / name).read_text())
+    changed = {**original, **content} if isinstance(content, dict) else content
+    (run / name).write_text(json.dumps(changed))
+    return run
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("data.json", [], "expected an object"),
+    ("data.json", None, "expected an object"),
+    ("data.json", {"rows": 7}, "rows must be"),
+    ("data.json", {"rows": {"calibration_fraction": "a"}}, "calibration_fraction"),
+    ("data.json", {"scaling": {"kind": 1}}, "scaling must"),
+    ("data.json", {"dataset": 5}, "dataset must be text"),
+    ("trainer.json", None, "expected an object"),
+    ("trainer.json", {"lr": "x"}, "lr must"),
+    ("trainer.json", {"bogus": 1}, "does not know"),
+])
+def test_a_tampered_run_file_is_one_clear_line(finished_run, tmp_path, capsys, name, content, message):
+    run = _tampered(finished_run, tmp_path, name, content)
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda meta: meta["info"].update(epoch="x"), "epoch, since_best"),
+    (lambda meta: meta["info"].update(records=5), "records"),
+    (lambda meta: meta["info"].update(best="x"), "best must"),
+])
+def test_a_tampered_resume_state_is_one_clear_line(finished_run, tmp_path, capsys, change, message):
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    path = run / "resume.safetensors"
+    with safe_open(path, "pt") as f:
+        meta = json.loads(f.metadata()["aekit"])
+    change(meta)
+    save_file(load_file(path), path, metadata={"aekit": json.dumps(meta)})
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_optimizer_state_of_the_wrong_shape_is_refused_not_run(finished_run, tmp_path, capsys):
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    path = run / "resume.safetensors"
+    with safe_open(path, "pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(path)
+    tensors.update({k: torch.zeros(2) for k in list(tensors) if k.endswith("exp_avg")})  # fused Adam would read past them
+    save_file(tensors, path, metadata=metadata)
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 2
+    assert "optimizer state exp_avg of shape (2,)" in capsys.readouterr().err

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoint import CONFIG, LOCK, atomic_write, load, lock_run, read_json
+from .checkpoint import CONFIG, LOCK, atomic_write, load, lock_run, model_config, read_json
 from .data import Dataset, Scaling, load_dataset
 from .defaults import BATCH_SIZE, batch_size_for, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, fill_tabular, image_sizes
-from .runs import CALIBRATION, DATA, IN_MODEL, run_data, warn_duplicate_ids
-from .errors import AekitError, ConfigError, DataError
+from .runs import CALIBRATION, DATA, IN_MODEL, read_spec, run_data, warn_duplicate_ids
+from .errors import AekitError, CheckpointError, ConfigError, DataError
 from .losses import squared_error
 from .apps.cli import add_commands as add_app_commands
 from .apps.common import encode, reconstruct
@@ -181,6 +181,8 @@ def _train(args: argparse.Namespace) -> None:
         run = Path(args.resume)
         config = read_json(run / CONFIG, "not a training run (no config.json)")
         settings = read_json(run / TRAINER, "not a training run (no trainer.json)")
+        if not isinstance(settings, dict):
+            raise CheckpointError(f"{run / TRAINER} is not what aekit wrote (expected an object of settings); restore it, or train a new run.")
         for key in ("epochs", "device"):
             if getattr(args, key) is not None:
                 settings[key] = getattr(args, key)
@@ -189,7 +191,7 @@ def _train(args: argparse.Namespace) -> None:
         data = run_data(run, None, None, args.data_dir, "train", stream=True)
         seed_everything(trainer.seed)  # a run killed before its first checkpoint restarts from the same weights
         model = get_model(config["model"], **config["options"])
-        spec = read_json(run / DATA, "not a training run (no data.json)")
+        spec = read_spec(run)
         plan = RowPlan(**spec["rows"]) if spec.get("rows") and isinstance(data, Dataset) else None
         calibration, rows = plan.split(len(data), trainer.seed) if plan else (np.empty(0, dtype=np.int64), None)
         trainer.fit(model, data.x[rows] if rows is not None else data, out=run, resume=True)
@@ -236,7 +238,7 @@ def _train(args: argparse.Namespace) -> None:
         if "epochs" not in settings:
             settings["epochs"] = epochs_for(STEPS, len(rows), settings["batch_size"])
             chosen.append(f"{settings['epochs']} epochs of {settings['batch_size']} rows (about {STEPS} steps)")
-    elif "batch_size" not in settings:  # small image sets get more, smaller steps per epoch
+    elif not tabular and "batch_size" not in settings:  # small image sets get more, smaller steps per epoch
         settings["batch_size"] = batch_size_for(len(rows) if rows is not None else len(data))
         if settings["batch_size"] != Trainer.batch_size:
             chosen.append(f"batch size {settings['batch_size']} (about 50 steps per epoch)")
@@ -259,7 +261,10 @@ def _train(args: argparse.Namespace) -> None:
     }
     ensure_new_run(run)
     if is_main:
-        atomic_write(run / DATA, json.dumps(spec, indent=2))  # first, so that a killed run can be resumed
+        # first, so that a run killed before its first checkpoint can be resumed (from the same start)
+        atomic_write(run / DATA, json.dumps(spec, indent=2))
+        atomic_write(run / CONFIG, json.dumps(model_config(model), indent=2))
+        atomic_write(run / TRAINER, json.dumps(dataclasses.asdict(trainer), indent=2))
         if chosen and not args.quiet:
             what = f"{len(data)} rows of {data.shape[0]} features" if tabular else f"{len(data)} samples of shape {data.shape}"
             print(f"aekit: {what}: " + "; ".join(chosen), file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import sys
@@ -12,7 +13,7 @@ from typing import Any
 from .checkpoint import atomic_write, read_json
 from .data import Dataset, Scaling, load_dataset
 from .data.stream import StreamedDataset, open_stream
-from .errors import DataError
+from .errors import CheckpointError, DataError
 
 DATA = "data.json"  # how the run's data was loaded, so later commands can load it the same way
 CALIBRATION = "calibration.json"  # anomaly scores of rows held out from training: the basis of saved thresholds
@@ -20,6 +21,56 @@ RESULTS = "results"  # numbers (JSON) and pictures (PNG) of the application comm
 
 
 IN_MODEL = "in-model"  # data.json's scaling when the model scales raw rows itself (input_scaling)
+
+
+TEXT_FIELDS = ("dataset", "split", "data_dir", "label_column", "id_column", "image_size")
+LIST_FIELDS = ("ignore_columns", "columns")
+
+
+def read_spec(run: Path) -> dict[str, Any]:
+    """The run's ``data.json`` ({} when there is none), every field checked: a file edited by hand into
+    another shape is refused with one line, instead of failing deep inside a loader."""
+    if not (run / DATA).exists():
+        return {}
+    spec = read_json(run / DATA, "")
+    problem = _spec_problem(spec)
+    if problem:
+        raise CheckpointError(f"{run / DATA} is not what aekit wrote ({problem}); restore it, or train a new run.")
+    return spec
+
+
+def _spec_problem(spec: Any) -> str | None:
+    if not isinstance(spec, dict):
+        return f"expected an object, found {type(spec).__name__}"
+    for key in TEXT_FIELDS:
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            return f"{key} must be text"
+    for key in LIST_FIELDS:
+        if spec.get(key) is not None and not (isinstance(spec[key], list) and all(isinstance(v, str) for v in spec[key])):
+            return f"{key} must be a list of names"
+    if not isinstance(spec.get("stream", False), bool):
+        return "stream must be true or false"
+    scaling = spec.get("scaling")
+    if scaling not in (None, IN_MODEL) and not (
+        isinstance(scaling, dict) and all(isinstance(scaling.get(k), list) and all(_is_number(v) for v in scaling[k]) for k in ("low", "high"))
+        and len(scaling["low"]) == len(scaling["high"])
+    ):
+        return "scaling must hold lists low and high of numbers"
+    rows = spec.get("rows")
+    if rows is not None:
+        if not isinstance(rows, dict) or set(rows) - {"calibration_fraction", "members", "member_rows"}:
+            return "rows must be an object of calibration_fraction, members and member_rows"
+        fraction = rows.get("calibration_fraction")
+        if not (_is_number(fraction) and 0 <= fraction < 1):
+            return "rows.calibration_fraction must be a number in [0, 1)"
+        for key in ("members", "member_rows"):
+            if rows.get(key) is not None and not (isinstance(rows[key], int) and not isinstance(rows[key], bool) and rows[key] >= 1):
+                return f"rows.{key} must be a positive integer"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def run_data(
@@ -34,7 +85,7 @@ def run_data(
     a CSV's id and ignored columns default to the run's. New rows whose columns
     differ from the training data's are refused, naming the difference.
     """
-    spec = read_json(run / DATA, "") if (run / DATA).exists() else {}
+    spec = read_spec(run)
     name = dataset or spec.get("dataset")
     if name is None:
         raise DataError(f"{run} does not record its data set; name one with --dataset.")

@@ -65,6 +65,8 @@ def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, s
         optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
         for param, entries in optimizer.state.items():  # load_state_dict keeps 'step' on the CPU; move the moments
             for name, value in entries.items():
+                if torch.is_tensor(value) and name != "step" and value.shape != param.shape:  # a fused step would read out of bounds
+                    raise CheckpointError(f"{path} holds optimizer state {name} of shape {tuple(value.shape)} for a parameter of shape {tuple(param.shape)}; it was changed or belongs to another run: start a new run.")
                 if torch.is_tensor(value) and name != "step":
                     # in the parameter's memory layout (channels-last kernels): fused Adam walks both in memory order
                     entries[name] = torch.empty_like(param, dtype=value.dtype).copy_(value) if value.shape == param.shape else value.to(device)
@@ -75,8 +77,29 @@ def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, s
         shuffle.set_state(tensors["rng.shuffle"])
         if "rng.cuda" in tensors and torch.cuda.is_available():
             torch.cuda.set_rng_state(tensors["rng.cuda"])
+        check_info(meta["info"], path)
         return meta["info"]
     except CheckpointError:
         raise
     except (KeyError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path} is not a valid training state for this run ({exc}); start a new run instead.") from None
+
+
+def check_info(info: Any, path: Path) -> None:
+    """Refuse a state whose bookkeeping (epoch, best loss, history) is not what aekit writes."""
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    problem = None
+    if not isinstance(info, dict):
+        problem = "its info is not an object"
+    elif not (count(info.get("epoch")) and count(info.get("since_best")) and count(info.get("best_epoch"))):
+        problem = "epoch, since_best and best_epoch must be counts"
+    elif not isinstance(info.get("best"), (int, float)) or isinstance(info.get("best"), bool):
+        problem = "best must be a number"
+    elif not (isinstance(info.get("records"), list) and all(isinstance(r, dict) for r in info["records"])):
+        problem = "records must be a list of objects"
+    elif "grad_scale" in info and not (isinstance(info["grad_scale"], (int, float)) and info["grad_scale"] > 0):
+        problem = "grad_scale must be a positive number"
+    if problem:
+        raise CheckpointError(f"{path} is not a valid training state for this run ({problem}); start a new run instead.")
