@@ -441,3 +441,31 @@ def test_optimizer_state_of_the_wrong_shape_is_refused_not_run(finished_run, tmp
     save_file(tensors, path, metadata=metadata)
     assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 2
     assert "optimizer state exp_avg of shape (2,)" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line(monkeypatch, capsys):
+    import types
+
+    import _aekit_launcher
+
+    importing = types.ModuleType("aekit.cli")  # a Ctrl-C that lands while the CLI (torch and all) is imported
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    importing.__getattr__ = interrupted
+    monkeypatch.setitem(sys.modules, "aekit.cli", importing)
+    assert _aekit_launcher.main() == 130
+    assert capsys.readouterr().err.strip() == "aekit: interrupted while starting; nothing was done"
+
+
+def test_sigint_soon_after_start_ends_without_a_traceback(tmp_path):
+    import shutil
+    import signal
+
+    aekit_bin = shutil.which("aekit") or str(Path(sys.executable).parent / "aekit")
+    process = subprocess.Popen([aekit_bin, "train", "--epochs", "1", "--out", str(tmp_path / "r")], stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # still importing torch
+    process.send_signal(signal.SIGINT)
+    err = process.communicate(timeout=60)[1]
+    assert process.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) <= 2, err
