@@ -292,6 +292,26 @@ def test_report_tables_are_formatted_for_people(tmp_path):
     page = write_report(run, tmp_path / "r.html").read_text()
     tables = "".join(re.findall(r"<table>.*?</table>", page))
     assert "None" not in tables and not re.search(r"\d\.\d{6,}", tables)
+    # the run itself: its data set, the model's options, the settings, the evaluation numbers
+    for section, content in [("run-data", ">digits<"), ("model", ">code size<"), ("settings", ">kl warmup<"), ("evaluation", "best epoch (")]:
+        block = re.search(rf'<div id="{section}">(.*?)</div>', page)
+        assert block and content in block.group(1), section
+
+
+def test_search_grids_set_the_query_apart_from_its_hits(tmp_path):
+    from aekit.plotting import image_grid
+
+    images = np.random.default_rng(0).random((4, 1, 8, 8))
+    plain, framed = tmp_path / "plain.png", tmp_path / "framed.png"
+    image_grid([("q", images)], plain)
+    image_grid([("q", images)], framed, column_titles=["query", "hit 1", "hit 2", "hit 3"], frame_first=True)
+    import matplotlib.image
+
+    picture = matplotlib.image.imread(framed)
+    orange = (np.abs(picture[..., 0] - 1.0) < 0.05) & (np.abs(picture[..., 1] - 0.5) < 0.05) & (picture[..., 2] < 0.1)
+    columns = np.where(orange.any(0))[0]
+    assert orange.sum() > 100 and columns.max() < 0.3 * picture.shape[1]  # a frame around the first of 4 images only
+    assert not ((np.abs(matplotlib.image.imread(plain)[..., 1] - 0.5) < 0.05) & (matplotlib.image.imread(plain)[..., 2] < 0.1)).sum()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the full-disk case below runs for everyone")

@@ -23,19 +23,35 @@ def as_image(sample: np.ndarray) -> np.ndarray:
     return sample
 
 
-def image_grid(rows: list[tuple[str, np.ndarray]], path: str | Path, title: str | None = None) -> Path:
-    """Save a grid: one row per ``(label, images)``, images of shape ``(n, C, H, W)`` in [0, 1]."""
+def image_grid(
+    rows: list[tuple[str, np.ndarray]], path: str | Path, title: str | None = None,
+    column_titles: list[str] | None = None, frame_first: bool = False,
+) -> Path:
+    """Save a grid: one row per ``(label, images)``, images of shape ``(n, C, H, W)`` in [0, 1].
+
+    ``column_titles`` name the columns above the first row; ``frame_first`` sets the first column
+    apart with a coloured frame and a gap (a search's query before its hits).
+    """
     n = max(len(images) for _, images in rows)
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.3 * len(rows)), squeeze=False)
+    widths = [1.0, 0.15, *[1.0] * (n - 1)] if frame_first and n > 1 else [1.0] * n
+    fig, grid = plt.subplots(len(rows), len(widths), figsize=(1.2 * sum(widths), 1.3 * len(rows)), squeeze=False, gridspec_kw={"width_ratios": widths})
+    axes = [[row[0], *row[2:]] if len(widths) > n else list(row) for row in grid]
+    for row in grid:
+        if len(widths) > n:
+            row[1].axis("off")  # the gap between the query and its hits
     for r, (label, images) in enumerate(rows):
         for c in range(n):
             ax = axes[r][c]
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():
-                spine.set_visible(False)
+                spine.set_visible(frame_first and c == 0)
+                spine.set_color("tab:orange")
+                spine.set_linewidth(3)
             if c < len(images):
                 ax.imshow(as_image(images[c]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            if r == 0 and column_titles and c < len(column_titles):
+                ax.set_title(column_titles[c], fontsize=9)
         axes[r][0].set_ylabel(label, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -246,7 +246,7 @@ def cmd_search(args):
     if len(model.input_shape) == 3:
         collection = run_data(Path(index.info["run"]), index.info["dataset"], index.info["split"], index.info.get("data_dir"), "train")
         rows = [(f"query {q}", np.concatenate([queries.x[q : q + 1].numpy(), collection.x[row].numpy()])) for q, row in zip(chosen, hits)]
-        image_grid(rows, out)
+        image_grid(rows, out, column_titles=["query", *(f"hit {i}" for i in range(1, args.k + 1))], frame_first=True)
     _report(index.info["run"], stem, numbers, out if out.exists() else None)
 
 

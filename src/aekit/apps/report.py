@@ -6,7 +6,6 @@ import base64
 import csv
 import html
 import io
-import json
 from pathlib import Path
 
 from ..checkpoint import atomic_write, load, read_json
@@ -77,12 +76,57 @@ def _call_order(path: Path) -> tuple[str, int]:
     return name, int(number) if number.isdigit() else 0
 
 
+def _metrics(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _number(text: str | None):
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return text
+
+
+def run_summary(run: Path, config: dict) -> str:
+    """The data set, the model's options, the training settings and the evaluation numbers, as tables."""
+    from ..runs import CALIBRATION, read_spec
+    from ..training.trainer import METRICS, TRAINER
+
+    spec = read_spec(run)
+    data = {key: spec.get(key) for key in ("dataset", "split", "label_column", "id_column", "ignore_columns", "image_size") if spec.get(key) is not None}
+    if spec.get("columns"):
+        data["feature columns"] = spec["columns"]
+    scaling = spec.get("scaling")
+    data["scaling"] = "inside the model (input_scaling)" if scaling == "in-model" else "min-max, from the training rows" if isinstance(scaling, dict) else "none: values in [0, 1]"
+    if (run / CALIBRATION).exists():
+        data["rows held out to calibrate thresholds"] = read_json(run / CALIBRATION, "").get("rows")
+    settings = read_json(run / TRAINER, "") if (run / TRAINER).exists() else {}
+    settings = {k: v for k, v in settings.items() if k not in ("progress", "tune_allocator")} if isinstance(settings, dict) else {}
+    records = _metrics(run / METRICS)
+    numbers: dict = {}
+    if records:
+        best = min(records, key=lambda r: _number(r.get("val_loss") or r.get("train_loss")) or float("inf"))
+        numbers[f"best epoch ({best['epoch']} of {records[-1]['epoch']})"] = {k: _number(v) for k, v in best.items() if k not in ("epoch", "lr", "seconds")}
+        numbers["training time"] = f"{sum(_number(r.get('seconds')) or 0 for r in records):.1f} s"
+    parts = [
+        "<h2>Run</h2>",
+        '<div id="run-data"><h3>Data set</h3>' + _table(data) + "</div>",
+        f'<div id="model"><h3>Model <code>{html.escape(config["model"])}</code></h3>' + _table(config["options"]) + "</div>",
+        '<div id="settings"><h3>Training settings</h3>' + _table(settings) + "</div>" if settings else "",
+        '<div id="evaluation"><h3>Evaluation</h3>' + _table(numbers) + "</div>" if numbers else "",
+    ]
+    return "".join(parts)
+
+
 def write_report(run: str | Path, out: str | Path, samples: int = 32) -> Path:
     """Write the report of ``run`` to ``out``; images are embedded, so the page stands alone."""
     run = Path(run)
     model = load(run)
     config = read_json(run / "config.json", "")
-    sections = [f'<h1 id="title">aekit run: {html.escape(run.name)}</h1>', f'<p id="model">model <code>{html.escape(config["model"])}</code>, options <code>{html.escape(json.dumps(config["options"]))}</code></p>']
+    sections = [f'<h1 id="title">aekit run: {html.escape(run.name)}</h1>', run_summary(run, config)]
     if (run / "metrics.csv").exists() and (curves := training_curves(run / "metrics.csv")):
         sections.append('<h2>Training curves</h2>' + _img(curves, "training curves", "training-curves"))
     if (run / "reconstructions.png").exists():
