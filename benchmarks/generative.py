@@ -99,7 +99,8 @@ def digits_part(epochs: int, k: int) -> tuple[list[str], list]:
         print(line, flush=True)
     lines += ["", f"Test log-likelihood: importance-weighted, k = {k}, in nats of the 8x8 grey images under the Bernoulli decoder. "
               "The old default is the VAE that `aekit train --model vae` built before sizes and batch came from the data "
-              "(1000-500-250 ReLU, 30-d code, batch 128): it collapses (no active unit).", ""]
+              "(1000-500-250 ReLU, 30-d code, batch 128): its decoder stays near the mean image (the mean image's test error is 4.73) "
+              "and its samples are one grey blob; its posterior means still vary a little, so some units pass the 0.01 threshold.", ""]
     return lines, grids
 
 
