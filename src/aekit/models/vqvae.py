@@ -79,10 +79,10 @@ class VQVAE(ConvAutoencoder):
         hidden: tuple[int, ...] = (),
         **options: Any,
     ) -> None:
-        if tuple(hidden):
-            raise ConfigError("a VQ-VAE's code is a map of codebook vectors, with no hidden layers before it; leave hidden empty.")
         self.codebook_size = positive_int("codebook_size", codebook_size)
         super().__init__(code_size=code_size, hidden=(), **options)
+        if tuple(hidden):
+            raise ConfigError("a VQ-VAE's code is a map of codebook vectors, with no hidden layers before it; leave hidden empty.")
         self.commitment = check_range("commitment", commitment, 0)
         self.decay = check_range("decay", decay, 0, 1)
         self.restart_below = check_range("restart_below", restart_below, 0)
