@@ -261,7 +261,7 @@ def test_kl_warmup_raises_beta_linearly_and_validation_uses_its_value():
 
 
 def test_a_schedule_needs_a_scalar_the_model_declares():
-    with pytest.raises(ConfigError, match="no 'beta'"):
+    with pytest.raises(ConfigError, match="no scalar 'beta'"):
         aekit.fit(aekit.get_model("ae", input_shape=(12,), code_size=3, hidden=(8,)), rows(), epochs=1, kl_warmup=2, progress=False)
 
 

@@ -116,7 +116,8 @@ class Schedule(Callback):
 
     def on_fit_start(self, loop: Loop) -> None:
         if self.name not in getattr(loop.model, "scalars", ()):
-            raise ConfigError(f"a {getattr(loop.model, 'model_name', type(loop.model).__name__)!r} model has no {self.name!r} to schedule.")
+            name = getattr(loop.model, "model_name", type(loop.model).__name__)
+            raise ConfigError(f"model {name!r} has no scalar {self.name!r} to schedule (its scalars: {', '.join(getattr(loop.model, 'scalars', ())) or 'none'}); a KL warm-up needs a VAE.")
         self.target = float(getattr(loop.model, self.name))
 
     def on_step_start(self, loop: Loop) -> None:
