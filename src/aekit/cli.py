@@ -24,7 +24,7 @@ import torch
 from . import __version__
 from .checkpoint import CONFIG, LOCK, atomic_write, load, lock_run, model_config, read_json
 from .data import Dataset, Scaling, load_dataset
-from .defaults import BATCH_SIZE, batch_size_for, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, fill_tabular, image_sizes
+from .defaults import BATCH_SIZE, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_tabular, image_sizes
 from .runs import CALIBRATION, DATA, IN_MODEL, read_spec, run_data, warn_duplicate_ids
 from .errors import AekitError, CheckpointError, ConfigError, DataError
 from .losses import squared_error
