@@ -484,8 +484,17 @@ def test_sigint_soon_after_start_ends_without_a_traceback(tmp_path):
     import signal
 
     aekit_bin = shutil.which("aekit") or str(Path(sys.executable).parent / "aekit")
-    process = subprocess.Popen([aekit_bin, "train", "--epochs", "1", "--out", str(tmp_path / "r")], stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)  # still importing torch
-    process.send_signal(signal.SIGINT)
-    err = process.communicate(timeout=60)[1]
-    assert process.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) <= 2, err
+    process = subprocess.Popen([aekit_bin, "train", "--epochs", "100000", "--out", str(tmp_path / "r")], stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # most likely still importing torch
+    for _ in range(20):  # an interrupt that lands where a library swallows it is sent again
+        process.send_signal(signal.SIGINT)
+        try:
+            err = process.communicate(timeout=3)[1]
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    else:
+        process.kill()
+        raise AssertionError("aekit train did not stop on SIGINT")
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("aekit: interrupted"), err

@@ -1,0 +1,119 @@
+"""The published numbers aekit sets out to match: one recipe each, chosen on a validation split carved from the
+training set (never on the test set), the test number measured once at the end.
+
+- deep_ae_test_sse: the 784-1000-500-250-30 autoencoder of Hinton & Salakhutdinov (2006), test squared error
+  per image (published, with RBM pretraining: 3.00);
+- vae_test_log_likelihood: the 784-200-200-50 VAE on dynamically binarised MNIST, k = 5000 (Burda et al. 2016:
+  -86.76; the goal is within 1 nat);
+- iwae_test_log_likelihood: the same network trained as an IWAE with k = 50 (Burda et al.: -84.78);
+- mnist_one_class_mean_auroc: each digit normal in turn, ROC AUC on the 10,000 test images, mean of 10 (OCGAN: 0.975).
+
+    python benchmarks/fidelity.py [--only deep_ae,vae,iwae,one_class] [--quick]
+
+Each part merges its entry (value, command, wall_s, machine, and the recipe) into
+benchmarks/results/fidelity.json and rewrites fidelity.md beside the published numbers, so parts can run
+one at a time (they are long on a CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+import aekit
+from aekit.apps.protocols import mnist_one_class
+from common import DATA_DIR, ROOT, machine, mnist, test_error, write
+
+PUBLISHED = {
+    "deep_ae_test_sse": ("<=", 3.00, "Hinton & Salakhutdinov 2006 (RBM pretraining)"),
+    "vae_test_log_likelihood": (">=", -87.76, "Burda et al. 2016 VAE -86.76, within 1 nat"),
+    "iwae_test_log_likelihood": (">=", -85.78, "Burda et al. 2016 IWAE k = 50 -84.78, within 1 nat"),
+    "mnist_one_class_mean_auroc": (">=", 0.975, "OCGAN (Perera et al. 2019) 0.975"),
+}
+RESULTS = ROOT / "results" / "fidelity.json"
+
+
+def deep_ae(quick: bool) -> dict:
+    """Denoising (Gaussian 0.1) 784-1000-500-250-30 ELU MLP, Adam 1e-3 cosine, weight decay 1e-5 (AdamW),
+    weights averaged (EMA 0.999), the best epoch on a 10% validation split of the training images."""
+    train, test = mnist(DATA_DIR, flat=True)
+    epochs = 1 if quick else 100
+    aekit.seed_everything(0)
+    model = aekit.get_model("denoising", input_shape=(784,), code_size=30, hidden=(1000, 500, 250), activation="elu", noise="gaussian:0.1")
+    history = aekit.fit(model, train[:5000] if quick else train, epochs=epochs, batch_size=128, lr=1e-3, optimizer="adamw",
+                        weight_decay=1e-5, schedule="cosine", ema=0.999, val_fraction=0.1, seed=0, progress=False)
+    return {"value": test_error(model, test), "best_epoch": history.best_epoch, "epochs": epochs,
+            "train_sse": history[history.best_epoch - 1]["train_reconstruction"] if history.best_epoch else None}
+
+
+def vae(quick: bool, samples: int = 1, k: int = 5000) -> dict:
+    """784-200-200-50 tanh, Bernoulli, dynamic binarisation, Adam 1e-3, batch 100, KL warm-up over the first
+    tenth; the best epoch on a 10% validation split; k = 5000 on one fixed binarisation of the test set."""
+    train, test = mnist(DATA_DIR, flat=True)
+    epochs = 1 if quick else 100
+    name, options = ("iwae", {"samples": samples}) if samples > 1 else ("vae", {})
+    aekit.seed_everything(0)
+    model = aekit.get_model(name, input_shape=(784,), code_size=50, hidden=(200, 200), activation="tanh", **options)
+    history = aekit.fit(model, train[:5000] if quick else train, epochs=epochs, batch_size=100, lr=1e-3, binarize=True,
+                        kl_warmup=max(1, epochs // 10), val_fraction=0.1, seed=0, progress=False)
+    torch.manual_seed(123)
+    binary = torch.bernoulli(test[:500] if quick else test)
+    model.eval()
+    k = 100 if quick else k
+    with torch.no_grad():
+        ll = torch.cat([model.log_likelihood(binary[i : i + 100], k=k) for i in range(0, len(binary), 100)]).mean().item()
+    return {"value": ll, "best_epoch": history.best_epoch, "epochs": epochs, "k": k, "active_units": history[-1].get("active_units")}
+
+
+def one_class(quick: bool) -> dict:
+    """784-256-128-32 ELU MLP per digit, 30 epochs, squared reconstruction error as the score."""
+    trainer = aekit.Trainer(epochs=1 if quick else 30, batch_size=128, lr=1e-3, val_fraction=0.0, progress=False)
+    result = mnist_one_class([0, 1] if quick else range(10), "ae", {"code_size": 32, "hidden": (256, 128), "activation": "elu"}, trainer, DATA_DIR)
+    return {"value": result.mean_roc_auc, "per_digit": result.roc_auc}
+
+
+PARTS = {
+    "deep_ae": ("deep_ae_test_sse", deep_ae),
+    "vae": ("vae_test_log_likelihood", vae),
+    "iwae": ("iwae_test_log_likelihood", lambda quick: vae(quick, samples=50)),
+    "one_class": ("mnist_one_class_mean_auroc", one_class),
+}
+
+
+def table(record: dict) -> list[str]:
+    lines = ["| number | aekit | goal | published | met | command | wall time |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for key, (sense, goal, source) in PUBLISHED.items():
+        entry = record.get(key)
+        if entry is None:
+            lines.append(f"| {key} | not run | {sense} {goal} | {source} | — | — | — |")
+            continue
+        met = entry["value"] <= goal if sense == "<=" else entry["value"] >= goal
+        lines.append(f"| {key} | {entry['value']:.3f} | {sense} {goal} | {source} | {'yes' if met else '**no**'} | `{entry['command']}` | {entry['wall_s']:.0f} s |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(PARTS), help="parts to run: " + ", ".join(PARTS))
+    parser.add_argument("--quick", action="store_true", help="1 epoch on 5,000 images, 2 digits: checks the script, not the numbers")
+    args = parser.parse_args()
+    path = RESULTS.with_name("fidelity_quick.json") if args.quick else RESULTS
+    record = json.loads(path.read_text()) if path.exists() else {}
+    for part in args.only.split(","):
+        key, run = PARTS[part]
+        began = time.perf_counter()
+        entry = run(args.quick)
+        command = f"python benchmarks/fidelity.py --only {part}" + (" --quick" if args.quick else "")
+        record[key] = {**entry, "command": command, "wall_s": round(time.perf_counter() - began, 1), "machine": machine(), "recipe": run.__doc__ if part != "iwae" else "vae() with an IWAE, k = 50"}
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        print(part, record[key]["value"], file=sys.stderr, flush=True)
+    write(path.with_suffix(".md").name, ["# Fidelity: the published numbers", "", f"From `{path.name}`.", "", *table(record)])
+
+
+if __name__ == "__main__":
+    main()
