@@ -498,3 +498,12 @@ def test_sigint_soon_after_start_ends_without_a_traceback(tmp_path):
         raise AssertionError("aekit train did not stop on SIGINT")
     assert process.returncode == 130 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1].startswith("aekit: interrupted"), err
+
+
+def test_image_batch_sizes_give_about_fifty_steps_per_epoch():
+    from aekit.defaults import batch_size_for
+
+    for n in (800, 1438, 3000, 6000):
+        size = batch_size_for(n)
+        assert size & (size - 1) == 0 and 50 / 2**0.5 <= n / size <= 50 * 2**0.5, (n, size)  # the nearest power of two
+    assert batch_size_for(10) == 16 and batch_size_for(60_000) == 128  # within [16, 128]
