@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..checkpoint import atomic_write, load, read_json
 from ..runs import RESULTS
+from ..training.trainer import METRICS
 
 
 def _img(path_or_bytes: Path | bytes, alt: str, element_id: str) -> str:
@@ -17,12 +18,10 @@ def _img(path_or_bytes: Path | bytes, alt: str, element_id: str) -> str:
     return f'<img id="{element_id}" alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
-def training_curves(metrics: Path) -> bytes | None:
-    """PNG of every loss column of ``metrics.csv`` against the epoch."""
+def training_curves(rows: list[dict[str, str]]) -> bytes | None:
+    """PNG of every loss column of ``metrics.csv`` (its rows) against the epoch."""
     import matplotlib.pyplot as plt
 
-    with open(metrics, newline="") as f:
-        rows = list(csv.DictReader(f))
     if not rows:
         return None
     columns = [c for c in rows[0] if c.endswith("loss") or c.startswith(("train_", "val_"))]
@@ -90,10 +89,10 @@ def _number(text: str | None):
         return text
 
 
-def run_summary(run: Path, config: dict) -> str:
+def run_summary(run: Path, config: dict, records: list[dict[str, str]]) -> str:
     """The data set, the model's options, the training settings and the evaluation numbers, as tables."""
     from ..runs import CALIBRATION, read_spec
-    from ..training.trainer import METRICS, TRAINER
+    from ..training.trainer import TRAINER
 
     spec = read_spec(run)
     data = {key: spec.get(key) for key in ("dataset", "split", "label_column", "id_column", "ignore_columns", "image_size") if spec.get(key) is not None}
@@ -105,7 +104,6 @@ def run_summary(run: Path, config: dict) -> str:
         data["rows held out to calibrate thresholds"] = read_json(run / CALIBRATION, "").get("rows")
     settings = read_json(run / TRAINER, "") if (run / TRAINER).exists() else {}
     settings = {k: v for k, v in settings.items() if k not in ("progress", "tune_allocator")} if isinstance(settings, dict) else {}
-    records = _metrics(run / METRICS)
     numbers: dict = {}
     if records:
         best = min(records, key=lambda r: _number(r.get("val_loss") or r.get("train_loss")) or float("inf"))
@@ -126,8 +124,9 @@ def write_report(run: str | Path, out: str | Path, samples: int = 32) -> Path:
     run = Path(run)
     model = load(run)
     config = read_json(run / "config.json", "")
-    sections = [f'<h1 id="title">aekit run: {html.escape(run.name)}</h1>', run_summary(run, config)]
-    if (run / "metrics.csv").exists() and (curves := training_curves(run / "metrics.csv")):
+    records = _metrics(run / METRICS)  # read once: the summary's numbers and the curves
+    sections = [f'<h1 id="title">aekit run: {html.escape(run.name)}</h1>', run_summary(run, config, records)]
+    if curves := training_curves(records):
         sections.append('<h2>Training curves</h2>' + _img(curves, "training curves", "training-curves"))
     if (run / "reconstructions.png").exists():
         sections.append("<h2>Reconstructions</h2>" + _img(run / "reconstructions.png", "inputs above reconstructions", "reconstructions"))
