@@ -127,7 +127,7 @@ def test_a_run_folder_in_use_refuses_a_second_training(tmp_path, capsys):
     assert main(["train", "--epochs", "1", *TINY, "--out", str(tmp_path / "run"), "--quiet"]) == 0  # released with its process
 
 
-@pytest.mark.parametrize("options", [["--model", "ae"], ["--model", "conv", "--option", "channels=[4]"], []])
+@pytest.mark.parametrize("options", [["--model", "ae"], ["--model", "conv", "--option", "channels=[4]", "--option", "score_smoothing=1"], []])
 def test_onnx_export_matches_pytorch(tmp_path, options):
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the dev extras")
     run = tmp_path / "run"

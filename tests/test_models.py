@@ -118,7 +118,7 @@ def test_config_records_constructor_arguments():
     model = aekit.get_model("ae", input_shape=(1, 4, 5), code_size=2, hidden=[6, 5], loss="bce")
     assert model.config == {
         "input_shape": (1, 4, 5), "code_size": 2, "hidden": [6, 5], "activation": "relu",
-        "code_activation": "identity", "output_activation": None, "loss": "bce", "input_scaling": None,
+        "code_activation": "identity", "output_activation": None, "loss": "bce", "input_scaling": None, "score_smoothing": 0.0,
     }  # fmt: skip
     assert type(model.output_activation).__name__ == "Sigmoid"
 

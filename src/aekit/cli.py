@@ -24,7 +24,7 @@ import torch
 from . import __version__
 from .checkpoint import CONFIG, LOCK, atomic_write, load, lock_run, model_config, read_json
 from .data import Dataset, Scaling, load_dataset
-from .defaults import BATCH_SIZE, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_tabular, image_sizes
+from .defaults import BATCH_SIZE, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_tabular, image_score, image_sizes
 from .runs import CALIBRATION, DATA, IN_MODEL, read_spec, run_data, warn_duplicate_ids
 from .errors import AekitError, CheckpointError, ConfigError, DataError
 from .losses import squared_error
@@ -224,6 +224,8 @@ def _train(args: argparse.Namespace) -> None:
         if builds_mlp(model_class(name)) and not {"hidden", "code_size", "activation"} & set(options):  # sized from the image
             options.update(image_sizes(math.prod(data.shape)))
             chosen.append(f"hidden {'-'.join(map(str, options['hidden']))}; code_size {options['code_size']}; activation elu")
+        if len(data.shape) >= 2:
+            chosen += image_score(model_class(name), options)
     model_class(name)  # an unknown model name fails before anything is written
     ensemble_defaults = tabular and name == "ensemble"
     plan = None

@@ -61,6 +61,19 @@ def image_sizes(n_values: int) -> dict[str, object]:
     return {"hidden": (min(1000, 4 * n_values), min(500, 2 * n_values)), "code_size": min(30, max(2, n_values // 4)), "activation": "elu"}
 
 
+def image_score(cls: type, options: dict[str, object]) -> list[str]:
+    """For a model ``cls`` of images that scores anomalies by its reconstruction: unless ``options`` say otherwise,
+    score by the squared error of the residual blurred by a Gaussian of one pixel (``score_smoothing``). On MNIST
+    one-class it lifts the mean ROC AUC from 0.969 to 0.976, the blur chosen on a validation split of the
+    training images (benchmarks/results/fidelity.md). Returns the choice, in words."""
+    from .models.base import Autoencoder
+
+    if "score_smoothing" in options or getattr(cls, "anomaly_score", None) is not Autoencoder.anomaly_score:
+        return []
+    options["score_smoothing"] = 1.0
+    return ["anomaly score: squared error of the residual blurred by 1 pixel (--option score_smoothing=0: plain)"]
+
+
 def batch_size_for(n_samples: int, steps_per_epoch: int = 50, largest: int = 128, smallest: int = 16) -> int:
     """A batch size (a power of two) that gives an epoch about ``steps_per_epoch`` steps, within [smallest, largest].
 

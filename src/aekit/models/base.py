@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, DataError, suggest
-from ..losses import RECONSTRUCTION_LOSSES
+from ..losses import RECONSTRUCTION_LOSSES, smoothed_squared_error
 from ..registry import register_model
 from .latents import PointCode
 from .layers import activation as make_activation
@@ -182,6 +182,12 @@ class Autoencoder(nn.Module):
         or ``robust`` (median, interquartile range / 1.349). The model works,
         and its losses are computed, on the scaled values; reconstructions come
         back in the raw units. The output activation is then ``identity``.
+    score_smoothing : float
+        For images: the anomaly score becomes the squared error of the
+        residual image blurred by a Gaussian of this many pixels
+        (:func:`aekit.losses.smoothed_squared_error`); 0 (the default) scores
+        by the reconstruction loss itself. On MNIST one-class, 1 pixel lifts
+        the mean ROC AUC from 0.969 to 0.976 (benchmarks/results/fidelity.md).
 
     Examples
     --------
@@ -217,6 +223,7 @@ class Autoencoder(nn.Module):
         output_activation: str | None = None,
         loss: str = "mse",
         input_scaling: str | None = None,
+        score_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         self.input_shape = positive_ints("input_shape", input_shape)
@@ -238,6 +245,11 @@ class Autoencoder(nn.Module):
         if needed is not None and output_activation != needed:
             raise ConfigError(f"loss={loss!r} needs output_activation={needed!r} (got {output_activation!r}).")
         self.n_features = math.prod(self.input_shape)
+        self.score_smoothing = check_range("score_smoothing", score_smoothing, 0.0)
+        if self.score_smoothing and len(self.input_shape) < 2:
+            raise ConfigError(f"score_smoothing blurs the residual image, so it needs an image input_shape such as (1, 28, 28), got {self.input_shape}.")
+        if self.score_smoothing and type(self).anomaly_score is not Autoencoder.anomaly_score:
+            raise ConfigError(f"the {self.model_name!r} model scores anomalies its own way (see its anomaly_score); score_smoothing applies to models scored by reconstruction error, such as ae or conv.")
         if input_scaling is not None:  # buffers: saved with the weights, so a loaded model takes raw rows
             self.register_buffer("input_center", torch.zeros(self.n_features))
             self.register_buffer("input_scale", torch.ones(self.n_features))
@@ -326,8 +338,15 @@ class Autoencoder(nn.Module):
         return self.reconstruction_nll(self.decode_logits(self.code(self.encoder(x))), x)
 
     def anomaly_score(self, x: Tensor) -> Tensor:
-        """One score per sample, higher = more anomalous: the reconstruction error by default."""
-        return self.reconstruction_error(x)
+        """One score per sample, higher = more anomalous: the reconstruction error by default; with
+        ``score_smoothing``, the squared error of the blurred residual image (in the scaled space)."""
+        if not self.score_smoothing:
+            return self.reconstruction_error(x)
+        x = self.scale(self.as_batch(x))
+        x_hat = self.output_activation(self.decode_logits(self.code(self.encoder(x))))
+        height, width = self.input_shape[-2:]  # (batch, channels, height, width), also for (height, width) samples
+        images = (-1, self.n_features // (height * width), height, width)  # the batch size left free: ONNX export
+        return smoothed_squared_error(x_hat.reshape(images), x.reshape(images), self.score_smoothing)
 
     def feature_errors(self, x: Tensor) -> Tensor:
         """Squared error of every feature (every pixel of an image), shape ``(batch, *input_shape)``, in the scaled space."""
