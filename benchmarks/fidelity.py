@@ -60,11 +60,11 @@ def deep_ae(quick: bool, noise: float = 0.1, weight_decay: float = 1e-5, loss: s
             "best_epoch": history.best_epoch, "epochs": epochs, "train_sse": test_error(model, train)}
 
 
-def vae(quick: bool, samples: int = 1, k: int = 5000) -> dict:
+def vae(quick: bool, samples: int = 1, k: int = 5000, epochs: int = 100) -> dict:
     """784-200-200-50 tanh, Bernoulli, dynamic binarisation, Adam 1e-3, batch 100, KL warm-up over the first
     tenth; the best epoch on a 10% validation split; k = 5000 on one fixed binarisation of the test set."""
     train, test = mnist(DATA_DIR, flat=True)
-    epochs = 1 if quick else 100
+    epochs = 1 if quick else epochs
     name, options = ("iwae", {"samples": samples}) if samples > 1 else ("vae", {})
     aekit.seed_everything(0)
     model = aekit.get_model(name, input_shape=(784,), code_size=50, hidden=(200, 200), activation="tanh", **options)
@@ -112,7 +112,7 @@ def one_class(quick: bool) -> dict:
 PARTS = {
     "deep_ae": ("deep_ae_test_sse", deep_ae),
     "vae": ("vae_test_log_likelihood", vae),
-    "iwae": ("iwae_test_log_likelihood", lambda quick: vae(quick, samples=50)),
+    "iwae": ("iwae_test_log_likelihood", lambda quick, epochs: vae(quick, samples=50, epochs=epochs)),
     "one_class": ("mnist_one_class_mean_auroc", one_class),
 }
 
@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 epoch on 5,000 images, 2 digits: checks the script, not the numbers")
     parser.add_argument("--deep-noise", type=float, default=0.1, help="deep_ae candidate: Gaussian input noise")
     parser.add_argument("--deep-weight-decay", type=float, default=1e-5, help="deep_ae candidate: AdamW weight decay")
+    parser.add_argument("--likelihood-epochs", type=int, default=100, help="vae, iwae: training epochs")
     parser.add_argument("--deep-loss", default="mse", choices=("mse", "bce"), help="deep_ae candidate: training loss")
     args = parser.parse_args()
     path = RESULTS.with_name("fidelity_quick.json") if args.quick else RESULTS
@@ -145,9 +146,12 @@ def main() -> None:
         if part == "deep_ae":
             entry = deep_ae(args.quick, args.deep_noise, args.deep_weight_decay, args.deep_loss)
             command += f" --deep-noise {args.deep_noise} --deep-weight-decay {args.deep_weight_decay} --deep-loss {args.deep_loss}"
+        elif part in ("vae", "iwae"):
+            entry = run(args.quick, epochs=args.likelihood_epochs)
+            command += f" --likelihood-epochs {args.likelihood_epochs}" if args.likelihood_epochs != 100 else ""
         else:
             entry = run(args.quick)
-        entry = {**entry, "command": command, "wall_s": round(time.perf_counter() - began, 1), "machine": machine(), "recipe": run.__doc__ if part != "iwae" else "vae() with an IWAE, k = 50"}
+        entry = {**entry, "command": command, "wall_s": round(time.perf_counter() - began, 1), "machine": machine(), "recipe": run.__doc__ if part != "iwae" else "vae() with an IWAE, k = 50: " + vae.__doc__}
         record = json.loads(path.read_text()) if path.exists() else {}  # read now: a part run beside this one may have written
         if "validation_sse" in entry:  # candidates of one recipe: the one with the lowest validation error stands
             candidates = [c for c in record.get(key, {}).get("candidates", []) if c["command"] != command] + [{k: v for k, v in entry.items() if k != "candidates"}]
