@@ -40,7 +40,7 @@ PUBLISHED = {
 RESULTS = ROOT / "results" / "fidelity.json"
 
 
-def deep_ae(quick: bool, noise: float = 0.1, weight_decay: float = 0.05, loss: str = "mse") -> dict:
+def deep_ae(quick: bool, noise: float = 0.1, weight_decay: float = 0.1, loss: str = "mse") -> dict:
     """Denoising (Gaussian noise) 784-1000-500-250-30 ELU MLP, Adam 1e-3 cosine over 100 epochs, decoupled
     weight decay (AdamW), weights averaged (EMA 0.999), the best epoch on a 10% validation split of the
     training images. Candidates (noise, weight decay, training loss: squared error or, as Hinton & Salakhutdinov
@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(PARTS), help="parts to run: " + ", ".join(PARTS))
     parser.add_argument("--quick", action="store_true", help="1 epoch on 5,000 images, 2 digits: checks the script, not the numbers")
     parser.add_argument("--deep-noise", type=float, default=0.1, help="deep_ae candidate: Gaussian input noise")
-    parser.add_argument("--deep-weight-decay", type=float, default=0.05, help="deep_ae candidate: AdamW weight decay")
+    parser.add_argument("--deep-weight-decay", type=float, default=0.1, help="deep_ae candidate: AdamW weight decay")
     parser.add_argument("--likelihood-epochs", type=int, default=100, help="vae, iwae: training epochs")
     parser.add_argument("--deep-loss", default="mse", choices=("mse", "bce"), help="deep_ae candidate: training loss")
     parser.add_argument("--table", action="store_true", help="only rewrite fidelity.md from fidelity.json")
