@@ -8,7 +8,7 @@ training set (never on the test set), the test number measured once at the end.
 - iwae_test_log_likelihood: the same network trained as an IWAE with k = 50 (Burda et al.: -84.78);
 - mnist_one_class_mean_auroc: each digit normal in turn, ROC AUC on the 10,000 test images, mean of 10 (OCGAN: 0.975).
 
-    python benchmarks/fidelity.py [--only deep_ae,vae,iwae,one_class] [--quick]
+    python benchmarks/fidelity.py [--only deep_ae,vae,iwae,one_class] [--quick] [--table]
 
 Each part merges its entry (value, command, wall_s, machine, and the recipe) into
 benchmarks/results/fidelity.json and rewrites fidelity.md beside the published numbers, so parts can run
