@@ -97,6 +97,12 @@ def records_config(init):
     return wrapper
 
 
+def scores_by_reconstruction(cls: type) -> bool:
+    """True for a model class whose anomaly score is the base one (the reconstruction error, which
+    ``score_smoothing`` may blur), not its own (a VAE's minus ELBO, the ensemble's)."""
+    return getattr(cls, "anomaly_score", None) is Autoencoder.anomaly_score
+
+
 def positive_ints(name: str, values: Any) -> tuple[int, ...]:
     """``values`` as a tuple of positive ints, or a :class:`ConfigError` naming ``name``."""
     try:
@@ -248,7 +254,7 @@ class Autoencoder(nn.Module):
         self.score_smoothing = check_range("score_smoothing", score_smoothing, 0.0)
         if self.score_smoothing and len(self.input_shape) < 2:
             raise ConfigError(f"score_smoothing blurs the residual image, so it needs an image input_shape such as (1, 28, 28), got {self.input_shape}.")
-        if self.score_smoothing and type(self).anomaly_score is not Autoencoder.anomaly_score:
+        if self.score_smoothing and not scores_by_reconstruction(type(self)):
             raise ConfigError(f"the {self.model_name!r} model scores anomalies its own way (see its anomaly_score); score_smoothing applies to models scored by reconstruction error, such as ae or conv.")
         if input_scaling is not None:  # buffers: saved with the weights, so a loaded model takes raw rows
             self.register_buffer("input_center", torch.zeros(self.n_features))
@@ -342,16 +348,20 @@ class Autoencoder(nn.Module):
         ``score_smoothing``, the squared error of the blurred residual image (in the scaled space)."""
         if not self.score_smoothing:
             return self.reconstruction_error(x)
-        x = self.scale(self.as_batch(x))
-        x_hat = self.output_activation(self.decode_logits(self.code(self.encoder(x))))
+        x, x_hat = self.reconstruct_scaled(x)
         height, width = self.input_shape[-2:]  # (batch, channels, height, width), also for (height, width) samples
         images = (-1, self.n_features // (height * width), height, width)  # the batch size left free: ONNX export
         return smoothed_squared_error(x_hat.reshape(images), x.reshape(images), self.score_smoothing)
 
     def feature_errors(self, x: Tensor) -> Tensor:
         """Squared error of every feature (every pixel of an image), shape ``(batch, *input_shape)``, in the scaled space."""
+        x, x_hat = self.reconstruct_scaled(x)
+        return (x_hat - x).pow(2)
+
+    def reconstruct_scaled(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x`` as a scaled batch and its reconstruction through the deterministic code, both ``(batch, *input_shape)``."""
         x = self.scale(self.as_batch(x))
-        return (self.output_activation(self.decode_logits(self.code(self.encoder(x)))) - x).pow(2)
+        return x, self.output_activation(self.decode_logits(self.code(self.encoder(x))))
 
     def reconstruction_nll(self, logits: Tensor, x: Tensor) -> Tensor:
         """The reconstruction loss of ``x`` under decoder outputs ``logits``, per sample."""
