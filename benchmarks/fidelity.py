@@ -38,6 +38,14 @@ PUBLISHED = {
     "mnist_one_class_mean_auroc": (">=", 0.975, "OCGAN (Perera et al. 2019) 0.975"),
 }
 RESULTS = ROOT / "results" / "fidelity.json"
+CHOOSE_BY = {"validation_sse": min, "validation_ll": max}  # how a part's candidates are compared, on validation data only
+
+
+def validation_split(train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(validation, rest): 10% of ``train``, the trainer's own split for seed 0, so candidates stay comparable."""
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+    n_val = round(0.1 * len(train))
+    return train[order[:n_val]], train[order[n_val:]]
 
 
 def deep_ae(quick: bool, noise: float = 0.1, weight_decay: float = 0.1, loss: str = "mse") -> dict:
@@ -49,9 +57,7 @@ def deep_ae(quick: bool, noise: float = 0.1, weight_decay: float = 0.1, loss: st
     if quick:
         train = train[:5000]
     epochs = 1 if quick else 100
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))  # the trainer's own split for seed 0
-    n_val = round(0.1 * len(train))
-    val, train = train[order[:n_val]], train[order[n_val:]]
+    val, train = validation_split(train)
     aekit.seed_everything(0)
     model = aekit.get_model("denoising", input_shape=(784,), code_size=30, hidden=(1000, 500, 250), activation="elu", noise=f"gaussian:{noise}", loss=loss)
     history = aekit.fit(model, train, val_data=val, epochs=epochs, batch_size=128, lr=1e-3, optimizer="adamw",
@@ -60,23 +66,40 @@ def deep_ae(quick: bool, noise: float = 0.1, weight_decay: float = 0.1, loss: st
             "best_epoch": history.best_epoch, "epochs": epochs, "train_sse": test_error(model, train)}
 
 
-def vae(quick: bool, samples: int = 1, k: int = 5000, epochs: int = 100) -> dict:
-    """784-200-200-50 tanh, Bernoulli, dynamic binarisation, Adam 1e-3, batch 100, KL warm-up over the first
-    tenth; the best epoch on a 10% validation split; k = 5000 on one fixed binarisation of the test set."""
+def vae(quick: bool, samples: int = 1, k: int = 5000, epochs: int = 100, schedule: str = "constant", activation: str = "tanh",
+        lr: float = 1e-3, init: str | None = None, save: str | None = None) -> dict:
+    """784-200-200-50 (tanh as Burda et al., or a candidate activation), Bernoulli, dynamic binarisation, Adam
+    1e-3 (constant, or a cosine decay over all epochs), batch 100, KL warm-up over the first tenth; the best
+    epoch on a 10% validation split. Candidates (schedule, activation, epochs) are compared by the log-likelihood
+    (k = 1000) of that validation split only; k = 5000 on one fixed binarisation of the test set. With ``init``,
+    training starts from a saved model's weights (a VAE trained on the same split), without warm-up."""
     train, test = mnist(DATA_DIR, flat=True)
     epochs = 1 if quick else epochs
+    val, train = validation_split(train[:5000] if quick else train)
     name, options = ("iwae", {"samples": samples}) if samples > 1 else ("vae", {})
     aekit.seed_everything(0)
-    model = aekit.get_model(name, input_shape=(784,), code_size=50, hidden=(200, 200), activation="tanh", **options)
-    history = aekit.fit(model, train[:5000] if quick else train, epochs=epochs, batch_size=100, lr=1e-3, binarize=True,
-                        kl_warmup=max(1, epochs // 10), val_fraction=0.1, seed=0, progress=False)
-    torch.manual_seed(123)
-    binary = torch.bernoulli(test[:500] if quick else test)
+    model = aekit.get_model(name, input_shape=(784,), code_size=50, hidden=(200, 200), activation=activation, **options)
+    if init:
+        source = aekit.load(init)
+        if aekit.checkpoint.model_config(source)["options"]["activation"] != activation:
+            sys.exit(f"--init {init}: that model's activation is not {activation}; pass --likelihood-activation to match it")
+        model.load_state_dict(source.state_dict())
+    history = aekit.fit(model, train, val_data=val, epochs=epochs, batch_size=100, lr=lr, schedule=schedule, binarize=True,
+                        kl_warmup=0 if init else max(1, epochs // 10), seed=0, progress=False)
     model.eval()
+    if save:
+        aekit.save(model, save)
+
+    @torch.no_grad()
+    def log_likelihood(x: torch.Tensor, k: int, seed: int) -> float:
+        torch.manual_seed(seed)
+        binary = torch.bernoulli(x)
+        return torch.cat([model.log_likelihood(binary[i : i + 100], k=k) for i in range(0, len(binary), 100)]).mean().item()
+
     k = 100 if quick else k
-    with torch.no_grad():
-        ll = torch.cat([model.log_likelihood(binary[i : i + 100], k=k) for i in range(0, len(binary), 100)]).mean().item()
-    return {"value": ll, "best_epoch": history.best_epoch, "epochs": epochs, "k": k, "active_units": history[-1].get("active_units")}
+    return {"value": log_likelihood(test[:500] if quick else test, k, seed=123), "validation_ll": log_likelihood(val, min(k, 1000), seed=456),
+            "schedule": schedule, "activation": activation, "lr": lr, "init": init, "best_epoch": history.best_epoch, "epochs": epochs, "k": k,
+            "active_units": history[-1].get("active_units")}
 
 
 SMOOTHING = (0.0, 0.5, 0.75, 1.0, 1.5, 2.0)  # candidates for the one-class score's blur, in pixels
@@ -127,7 +150,7 @@ def one_class(quick: bool) -> dict:
 PARTS = {
     "deep_ae": ("deep_ae_test_sse", deep_ae),
     "vae": ("vae_test_log_likelihood", vae),
-    "iwae": ("iwae_test_log_likelihood", lambda quick, epochs: vae(quick, samples=50, epochs=epochs)),
+    "iwae": ("iwae_test_log_likelihood", lambda quick, **recipe: vae(quick, samples=50, **recipe)),
     "one_class": ("mnist_one_class_mean_auroc", one_class),
 }
 
@@ -145,11 +168,17 @@ def table(record: dict) -> list[str]:
 
 
 def candidates_table(record: dict) -> list[str]:
-    """The deep autoencoder's candidates, the one with the lowest validation error first (it stands)."""
-    candidates = sorted(record.get("deep_ae_test_sse", {}).get("candidates", []), key=lambda c: c["validation_sse"])
-    lines = ["Deep autoencoder candidates, chosen by the validation error alone:", "",
-             "| noise | weight decay | loss | validation | test | best epoch |", "| --- | --- | --- | --- | --- | --- |"]
-    return lines + [f"| {c['noise']} | {c['weight_decay']} | {c.get('loss', 'mse')} | {c['validation_sse']:.3f} | {c['value']:.3f} | {c['best_epoch']} of {c['epochs']} |" for c in candidates] if candidates else []
+    """Each part's candidates, the one that stands (the best on the validation split) first."""
+    lines = []
+    for key, metric, columns in (("deep_ae_test_sse", "validation_sse", ("noise", "weight_decay", "loss")),
+                                 ("vae_test_log_likelihood", "validation_ll", ("schedule", "activation", "epochs")),
+                                 ("iwae_test_log_likelihood", "validation_ll", ("schedule", "activation", "epochs", "lr", "init"))):
+        candidates = sorted(record.get(key, {}).get("candidates", []), key=lambda c: c[metric], reverse=CHOOSE_BY[metric] is max)
+        if candidates:
+            lines += [f"{key} candidates, chosen by the {metric.replace('_', ' ')} alone:", "",
+                      "| " + " | ".join(columns) + " | validation | test | best epoch |", "| --- " * (len(columns) + 3) + "|",
+                      *(f"| {' | '.join(str(c.get(name, '—')) for name in columns)} | {c[metric]:.3f} | {c['value']:.3f} | {c['best_epoch']} of {c['epochs']} |" for c in candidates), ""]
+    return lines
 
 
 def one_class_table(record: dict) -> list[str]:
@@ -169,6 +198,11 @@ def main() -> None:
     parser.add_argument("--deep-noise", type=float, default=0.1, help="deep_ae candidate: Gaussian input noise")
     parser.add_argument("--deep-weight-decay", type=float, default=0.1, help="deep_ae candidate: AdamW weight decay")
     parser.add_argument("--likelihood-epochs", type=int, default=100, help="vae, iwae: training epochs")
+    parser.add_argument("--likelihood-schedule", default="constant", choices=("constant", "cosine"), help="vae, iwae candidate: learning rate schedule")
+    parser.add_argument("--likelihood-activation", default="tanh", help="vae, iwae candidate: hidden activation")
+    parser.add_argument("--likelihood-lr", type=float, default=1e-3, help="vae, iwae candidate: learning rate")
+    parser.add_argument("--init", help="vae, iwae: start from the weights of a model saved with --save (e.g. the VAE, to train on as an IWAE)")
+    parser.add_argument("--save", help="vae, iwae: also save the trained model (weights and config) in this folder")
     parser.add_argument("--deep-loss", default="mse", choices=("mse", "bce"), help="deep_ae candidate: training loss")
     parser.add_argument("--table", action="store_true", help="only rewrite fidelity.md from fidelity.json")
     args = parser.parse_args()
@@ -181,15 +215,18 @@ def main() -> None:
             entry = deep_ae(args.quick, args.deep_noise, args.deep_weight_decay, args.deep_loss)
             command += f" --deep-noise {args.deep_noise} --deep-weight-decay {args.deep_weight_decay} --deep-loss {args.deep_loss}"
         elif part in ("vae", "iwae"):
-            entry = run(args.quick, epochs=args.likelihood_epochs)
-            command += f" --likelihood-epochs {args.likelihood_epochs}" if args.likelihood_epochs != 100 else ""
+            entry = run(args.quick, epochs=args.likelihood_epochs, schedule=args.likelihood_schedule, activation=args.likelihood_activation,
+                        lr=args.likelihood_lr, init=args.init, save=args.save)
+            command += f" --likelihood-epochs {args.likelihood_epochs} --likelihood-schedule {args.likelihood_schedule} --likelihood-activation {args.likelihood_activation}"
+            command += f" --likelihood-lr {args.likelihood_lr}" + (f" --init {args.init}" if args.init else "")
         else:
             entry = run(args.quick)
         entry = {**entry, "command": command, "wall_s": round(time.perf_counter() - began, 1), "machine": machine(), "recipe": run.__doc__ if part != "iwae" else "vae() with an IWAE, k = 50: " + vae.__doc__}
         record = json.loads(path.read_text()) if path.exists() else {}  # read now: a part run beside this one may have written
-        if "validation_sse" in entry:  # candidates of one recipe: the one with the lowest validation error stands
-            candidates = [c for c in record.get(key, {}).get("candidates", []) if c["command"] != command] + [{k: v for k, v in entry.items() if k != "candidates"}]
-            entry = {**min(candidates, key=lambda c: c["validation_sse"]), "candidates": candidates}
+        for metric, best in CHOOSE_BY.items():  # candidates of one recipe: the best on the validation split stands
+            if metric in entry:
+                candidates = [c for c in record.get(key, {}).get("candidates", []) if c["command"] != command] + [entry]
+                entry = {**best(candidates, key=lambda c: c[metric]), "candidates": candidates}
         record[key] = entry
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(record, indent=2) + "\n")
