@@ -38,6 +38,7 @@ PUBLISHED = {
     "mnist_one_class_mean_auroc": (">=", 0.975, "OCGAN (Perera et al. 2019) 0.975"),
 }
 RESULTS = ROOT / "results" / "fidelity.json"
+RECORDED_BEFORE = {"loss": "mse", "schedule": "constant", "activation": "tanh", "init": "—"}  # settings older entries did not record: their values then
 CHOOSE_BY = {"validation_sse": min, "validation_ll": max}  # how a part's candidates are compared, on validation data only
 
 
@@ -177,7 +178,7 @@ def candidates_table(record: dict) -> list[str]:
         if candidates:
             lines += [f"{key} candidates, chosen by the {metric.replace('_', ' ')} alone:", "",
                       "| " + " | ".join(columns) + " | validation | test | best epoch |", "| --- " * (len(columns) + 3) + "|",
-                      *(f"| {' | '.join(str(c.get(name, '—')) for name in columns)} | {c[metric]:.3f} | {c['value']:.3f} | {c['best_epoch']} of {c['epochs']} |" for c in candidates), ""]
+                      *(f"| {' | '.join(str(c.get(name, RECORDED_BEFORE.get(name, '—'))) for name in columns)} | {c[metric]:.3f} | {c['value']:.3f} | {c['best_epoch']} of {c['epochs']} |" for c in candidates), ""]
     return lines
 
 

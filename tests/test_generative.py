@@ -4,6 +4,7 @@ against an independent computation."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -85,6 +86,61 @@ def test_iwae_loss_is_minus_the_bound_of_its_weights_and_k1_is_the_elbo():
     log_ratio = Normal(q.mean, (0.5 * q.logvar).exp()).log_prob(z).sum(1) - Normal(0.0, 1.0).log_prob(z).sum(1)
     torch.testing.assert_close(terms["reconstruction"], -log_px.mean())
     torch.testing.assert_close(terms["kl"], log_ratio.mean(), rtol=1e-4, atol=1e-5)
+
+
+def test_log_likelihood_matches_the_marginal_by_quadrature():
+    """A one-dimensional code: log p(x) = log of the integral of p(x|z) N(z; 0, 1) over z, on a fine grid."""
+    from aekit.apps import log_likelihood
+
+    torch.manual_seed(0)
+    model = aekit.get_model("vae", input_shape=(6,), code_size=1, hidden=(8,)).double().eval()
+    x = torch.bernoulli(torch.full((5, 6), 0.4, dtype=torch.float64))
+    z = torch.linspace(-10, 10, 20001, dtype=torch.float64)
+    with torch.no_grad():
+        logits = model.decode_logits(z[:, None])  # (grid, 6)
+        log_joint = -torch.nn.functional.binary_cross_entropy_with_logits(logits[:, None].expand(-1, 5, -1), x.expand(len(z), -1, -1), reduction="none").sum(-1)
+        log_joint = log_joint + Normal(0.0, 1.0).log_prob(z)[:, None]
+    exact = torch.logsumexp(log_joint, dim=0) + math.log(z[1] - z[0])
+    estimate = log_likelihood(model, x, k=20000)
+    np.testing.assert_allclose(estimate, exact.numpy(), atol=0.02)
+    assert (estimate < exact.numpy() + 0.02).all()  # a lower bound, up to the estimate's noise
+
+
+def test_log_likelihood_binarises_once_and_repeats_with_its_seed():
+    from aekit.apps import log_likelihood
+
+    model = aekit.get_model("vae", input_shape=(12,), code_size=3, hidden=(8,))
+    x = rows(16)
+    first, again = (log_likelihood(model, x, k=20, binarize=True, seed=3) for _ in range(2))
+    np.testing.assert_array_equal(first, again)
+    torch.manual_seed(3)
+    binary = torch.bernoulli(x)  # the draw log_likelihood makes after the same seed, then its samples
+    np.testing.assert_allclose(first, model.eval().log_likelihood(binary, k=20).detach().numpy(), rtol=1e-6)
+    with pytest.raises(aekit.DataError, match=r"\[0, 1\]"):
+        log_likelihood(model, x * 2, k=5, binarize=True)
+    with pytest.raises(ConfigError, match="no likelihood estimate"):
+        log_likelihood(aekit.get_model("ae", input_shape=(12,), code_size=3, hidden=(8,)), x, k=5)
+    with pytest.raises(ConfigError, match="positive"):
+        log_likelihood(model, x, k=0)
+
+
+def test_evaluate_estimates_the_log_likelihood_from_the_cli(tmp_path, capsys):
+    from aekit.apps import log_likelihood
+
+    run = tmp_path / "vae"
+    assert main(["train", "--model", "vae", "--binarize", "--epochs", "2", "--quiet", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--log-likelihood", "30", "--binarize", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    test = aekit.load_dataset("digits", split="test")
+    assert result["log_likelihood_k"] == 30
+    assert result["log_likelihood"] == pytest.approx(float(log_likelihood(aekit.load(run), test.x, k=30, binarize=True).mean()), rel=1e-5)
+    assert main(["evaluate", str(run), "--log-likelihood", "30"]) == 0
+    captured = capsys.readouterr()
+    assert "nats per sample" in captured.out and "--binarize" in captured.err  # grey digits: the note says what to add
+    assert main(["evaluate", str(run), "--binarize"]) != 0
+    assert "--log-likelihood" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "vae"), "--log-likelihood", "0"]) != 0
 
 
 # -- beta-TC-VAE ---------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from .denoise import Denoising, denoise
 from .detect import Detection, anomaly_scores, conformal_pvalues, conformal_threshold, detect, feature_contributions, threshold_from
 from .embed import Embedding, embed
-from .generate import interpolate, sample, traversal
+from .generate import interpolate, log_likelihood, sample, traversal
 from .probe import probe
 from .protocols import ProtocolResult, mnist_one_class, odds
 from .report import write_report
@@ -23,6 +23,7 @@ __all__ = [
     "embed",
     "feature_contributions",
     "interpolate",
+    "log_likelihood",
     "mnist_one_class",
     "odds",
     "precision_at_k",
