@@ -219,7 +219,7 @@ def main() -> None:
             entry = run(args.quick, epochs=args.likelihood_epochs, schedule=args.likelihood_schedule, activation=args.likelihood_activation,
                         lr=args.likelihood_lr, init=args.init, save=args.save)
             command += f" --likelihood-epochs {args.likelihood_epochs} --likelihood-schedule {args.likelihood_schedule} --likelihood-activation {args.likelihood_activation}"
-            command += f" --likelihood-lr {args.likelihood_lr}" + (f" --init {args.init}" if args.init else "")
+            command += f" --likelihood-lr {args.likelihood_lr}" + (f" --init {args.init}" if args.init else "") + (f" --save {args.save}" if args.save else "")
         else:
             entry = run(args.quick)
         entry = {**entry, "command": command, "wall_s": round(time.perf_counter() - began, 1), "machine": machine(), "recipe": run.__doc__ if part != "iwae" else "vae() with an IWAE, k = 50: " + vae.__doc__}
