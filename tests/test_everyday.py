@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -475,13 +476,44 @@ def test_ctrl_c_while_the_command_starts_is_one_line(monkeypatch, capsys):
 
     importing.__getattr__ = interrupted
     monkeypatch.setitem(sys.modules, "aekit.cli", importing)
-    assert _aekit_launcher.main() == 130
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        assert _aekit_launcher.main() == 130
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # further Ctrl-Cs wait for the exit
+    finally:
+        signal.signal(signal.SIGINT, handler)  # this process goes on
+    assert capsys.readouterr().err.strip() == "aekit: interrupted while starting; nothing was done"
+
+
+def test_ctrl_c_during_the_import_is_noted_and_acted_on_after_it(monkeypatch, capsys):
+    """A KeyboardInterrupt raised inside a C++ extension's import aborts the process, so none is raised then."""
+    import types
+
+    import _aekit_launcher
+
+    importing = types.ModuleType("aekit.cli")
+
+    def signalled(name):
+        raised = []
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:  # would be an abort in torch's import
+            raised.append(name)
+        assert not raised, "the Ctrl-C raised KeyboardInterrupt during the import"
+        return lambda: 0
+
+    importing.__getattr__ = signalled
+    monkeypatch.setitem(sys.modules, "aekit.cli", importing)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        assert _aekit_launcher.main() == 130
+    finally:
+        signal.signal(signal.SIGINT, handler)
     assert capsys.readouterr().err.strip() == "aekit: interrupted while starting; nothing was done"
 
 
 def test_sigint_soon_after_start_ends_without_a_traceback(tmp_path):
     import shutil
-    import signal
 
     aekit_bin = shutil.which("aekit") or str(Path(sys.executable).parent / "aekit")
     # a shell's background job (as CI may run the suite) inherits SIGINT ignored; a user's terminal does not
