@@ -137,3 +137,20 @@ def test_every_model_trains_saves_and_evaluates_from_the_cli(name, tmp_path, cap
     result = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert result["samples"] == 359 and np.isfinite(result["sum_squared_error_per_sample"])
     assert type(aekit.load(tmp_path / name)).model_name == name
+
+
+def test_evaluate_a_flat_model_on_images_compares_in_the_models_shape(tmp_path, capsys):
+    """A model built on flat rows (as the benchmarks build MNIST's) scores the image data set it was fit to,
+    as the same weights built on images do."""
+    flat = aekit.get_model("ae", input_shape=(64,), code_size=4, hidden=(16,))
+    image = aekit.get_model("ae", input_shape=(1, 8, 8), code_size=4, hidden=(16,))
+    image.load_state_dict(flat.state_dict())
+    numbers = []
+    for name, model in (("flat", flat), ("image", image)):
+        aekit.save(model, tmp_path / name)
+        assert main(["evaluate", str(tmp_path / name), "--dataset", "digits", "--json"]) == 0
+        numbers.append(json.loads(capsys.readouterr().out))
+    assert numbers[0] == numbers[1]
+    aekit.save(aekit.get_model("ae", input_shape=(784,), code_size=4, hidden=(16,)), tmp_path / "wide")
+    assert main(["evaluate", str(tmp_path / "wide"), "--dataset", "digits"]) == 2
+    assert "expects samples of shape (784,)" in capsys.readouterr().err

@@ -291,11 +291,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         positive_int("--log-likelihood", args.log_likelihood)
     model = load(args.run, device="cpu")
     data = _run_data(Path(args.run), args, "test")
-    low, high = float(data.x.min()), float(data.x.max())
+    x = model.as_batch(data.x)  # images for a flat model (or rows for an image one) compare in the model's shape
+    low, high = float(x.min()), float(x.max())
     if getattr(model.reconstruction, "output_activation", None) == "sigmoid" and not (-0.01 <= low and high <= 1.01):  # test rows may stray a little
         print(f"aekit: warning: this model's loss ({model.config.get('loss')}) expects data in [0, 1], but {data.name} ranges over [{low:.3g}, {high:.3g}]; its loss is not meaningful there", file=sys.stderr)
-    x_hat = reconstruct(model, data.x)
-    per_sample = squared_error(x_hat, data.x)
+    x_hat = reconstruct(model, x)
+    per_sample = squared_error(x_hat, x)
     result = {
         "dataset": data.name,
         "split": data.split,
@@ -303,13 +304,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         "sum_squared_error_per_sample": per_sample.mean().item(),
         "mean_squared_error_per_feature": per_sample.mean().item() / model.n_features,
     }
-    terms = evaluate_losses(model, data.x)
+    terms = evaluate_losses(model, x)
     result["model_loss"] = terms.pop("loss")
     result["loss_terms"] = terms
     if args.log_likelihood is not None:
-        if not args.binarize and model.config.get("loss") == "bernoulli" and bool(((data.x > 0) & (data.x < 1)).any()):
+        if not args.binarize and model.config.get("loss") == "bernoulli" and bool(((x > 0) & (x < 1)).any()):
             print("aekit: note: grey values under a Bernoulli decoder give no density; --binarize estimates log p(x) of binary draws, as binarised-MNIST tables do", file=sys.stderr)
-        result["log_likelihood"] = float(log_likelihood(model, data.x, k=args.log_likelihood, binarize=args.binarize, progress=sys.stderr.isatty()).mean())
+        result["log_likelihood"] = float(log_likelihood(model, x, k=args.log_likelihood, binarize=args.binarize, progress=sys.stderr.isatty()).mean())
         result["log_likelihood_k"] = args.log_likelihood
     if args.json:
         print(json.dumps(result, indent=2))
