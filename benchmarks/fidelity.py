@@ -70,8 +70,8 @@ def deep_ae(quick: bool, noise: float = 0.1, weight_decay: float = 0.1, loss: st
 def vae(quick: bool, samples: int = 1, k: int = 5000, epochs: int = 100, schedule: str = "constant", activation: str = "tanh",
         lr: float = 1e-3, init: str | None = None, save: str | None = None) -> dict:
     """784-200-200-50 (tanh as Burda et al., or a candidate activation), Bernoulli, dynamic binarisation, Adam
-    1e-3 (constant, or a cosine decay over all epochs), batch 100, KL warm-up over the first tenth; the best
-    epoch on a 10% validation split. Candidates (schedule, activation, epochs) are compared by the log-likelihood
+    (1e-3, or a candidate rate; constant, or a cosine decay over all epochs), batch 100, KL warm-up over the
+    first tenth; the best epoch on a 10% validation split. Candidates (schedule, activation, epochs) are compared by the log-likelihood
     (k = 1000) of that validation split only; k = 5000 on one fixed binarisation of the test set. With ``init``,
     training starts from a saved model's weights (a VAE trained on the same split), without warm-up."""
     train, test = mnist(DATA_DIR, flat=True)
