@@ -29,6 +29,7 @@ from sklearn.metrics import roc_auc_score
 
 import aekit
 from aekit.apps.detect import anomaly_scores
+from aekit.apps.generate import log_likelihood
 from common import DATA_DIR, ROOT, machine, mnist, test_error, write
 
 PUBLISHED = {
@@ -90,15 +91,10 @@ def vae(quick: bool, samples: int = 1, k: int = 5000, epochs: int = 100, schedul
     model.eval()
     if save:
         aekit.save(model, save)
-
-    @torch.no_grad()
-    def log_likelihood(x: torch.Tensor, k: int, seed: int) -> float:
-        torch.manual_seed(seed)
-        binary = torch.bernoulli(x)
-        return torch.cat([model.log_likelihood(binary[i : i + 100], k=k) for i in range(0, len(binary), 100)]).mean().item()
-
     k = 100 if quick else k
-    return {"value": log_likelihood(test[:500] if quick else test, k, seed=123), "validation_ll": log_likelihood(val, min(k, 1000), seed=456),
+    test_ll = log_likelihood(model, test[:500] if quick else test, k=k, binarize=True, seed=123).mean()
+    validation_ll = log_likelihood(model, val, k=min(k, 1000), binarize=True, seed=456).mean()
+    return {"value": float(test_ll), "validation_ll": float(validation_ll),
             "schedule": schedule, "activation": activation, "lr": lr, "init": init, "best_epoch": history.best_epoch, "epochs": epochs, "k": k,
             "active_units": history[-1].get("active_units")}
 
