@@ -464,7 +464,15 @@ def test_optimizer_state_of_the_wrong_shape_is_refused_not_run(finished_run, tmp
     assert "optimizer state exp_avg of shape (2,)" in capsys.readouterr().err
 
 
-def test_ctrl_c_while_the_command_starts_is_one_line(monkeypatch, capsys):
+@pytest.fixture
+def keeps_sigint():
+    """The launcher leaves SIGINT ignored once interrupted (the command then exits); this process goes on."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line(monkeypatch, capsys, keeps_sigint):
     import types
 
     import _aekit_launcher
@@ -476,16 +484,12 @@ def test_ctrl_c_while_the_command_starts_is_one_line(monkeypatch, capsys):
 
     importing.__getattr__ = interrupted
     monkeypatch.setitem(sys.modules, "aekit.cli", importing)
-    handler = signal.getsignal(signal.SIGINT)
-    try:
-        assert _aekit_launcher.main() == 130
-        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # further Ctrl-Cs wait for the exit
-    finally:
-        signal.signal(signal.SIGINT, handler)  # this process goes on
+    assert _aekit_launcher.main() == 130
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # further Ctrl-Cs wait for the exit
     assert capsys.readouterr().err.strip() == "aekit: interrupted while starting; nothing was done"
 
 
-def test_ctrl_c_during_the_import_is_noted_and_acted_on_after_it(monkeypatch, capsys):
+def test_ctrl_c_during_the_import_is_noted_and_acted_on_after_it(monkeypatch, capsys, keeps_sigint):
     """A KeyboardInterrupt raised inside a C++ extension's import aborts the process, so none is raised then."""
     import types
 
@@ -504,11 +508,7 @@ def test_ctrl_c_during_the_import_is_noted_and_acted_on_after_it(monkeypatch, ca
 
     importing.__getattr__ = signalled
     monkeypatch.setitem(sys.modules, "aekit.cli", importing)
-    handler = signal.getsignal(signal.SIGINT)
-    try:
-        assert _aekit_launcher.main() == 130
-    finally:
-        signal.signal(signal.SIGINT, handler)
+    assert _aekit_launcher.main() == 130
     assert capsys.readouterr().err.strip() == "aekit: interrupted while starting; nothing was done"
 
 
