@@ -121,6 +121,7 @@ CLI_OPTIONS = {
     "conv-denoising": ["--option", "channels=[4]", "--option", "noise=masking:0.2"],
     "conv-vae": ["--option", "channels=[4]"],
     "vqvae": ["--option", "channels=[4]", "--option", "codebook_size=8"],
+    "vae-gan": ["--option", "channels=[4]"],
     "recirculation": ["--optimizer", "sgd", "--lr", "0.5"],
     "sparse": ["--option", "penalty=kl", "--option", "rho=0.05"],
     "stacked": ["--pretrain-epochs", "1"],

@@ -448,9 +448,9 @@ def test_applications_take_spatial_codes():
 
 
 def test_every_new_family_trains_and_samples_from_the_cli(tmp_path):
-    for name in ("iwae", "beta-tcvae", "aae", "vqvae"):
+    for name in ("iwae", "beta-tcvae", "aae", "vqvae", "vae-gan"):
         run = tmp_path / name
-        extra = ["--option", "channels=[8]"] if name == "vqvae" else []
+        extra = ["--option", "channels=[8]"] if name in ("vqvae", "vae-gan") else []
         assert main(["train", "--model", name, "--epochs", "2", "--quiet", "--out", str(run), *extra]) == 0
         assert main(["sample", str(run), "-n", "4", "-o", str(tmp_path / f"{name}.png")]) == 0
         assert (tmp_path / f"{name}.png").stat().st_size > 0

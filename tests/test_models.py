@@ -29,7 +29,8 @@ SMALL = {
     "conv": {"input_shape": (1, 6, 5), "channels": (4,)},
     "conv-denoising": {"input_shape": (1, 6, 5), "channels": (4,)},
     "conv-vae": {"input_shape": (1, 6, 5), "channels": (4,)},
-    "vqvae": {"input_shape": (1, 6, 5), "channels": (4,), "codebook_size": 8},  # codes of shape (3, 3, 3)
+    "vqvae": {"input_shape": (1, 6, 5), "channels": (4,), "codebook_size": 8, "prior_width": 16},  # codes of shape (3, 3, 3)
+    "vae-gan": {"input_shape": (1, 6, 5), "channels": (4,)},
     "stacked": {"input_shape": (12,), "hidden": (8,)},
     "recirculation": {"input_shape": (12,)},
     "ensemble": {"input_shape": (12,), "hidden": (8,), "members": 1},  # one member: its code is (batch, code_size)
@@ -74,7 +75,7 @@ def test_finite_loss_and_gradients_reach_every_parameter(name):
     model = small(name)
     out = model(batch(name, 7))
     assert torch.isfinite(out.loss)
-    out.loss.backward()
+    sum(out.group_losses.values(), out.loss).backward()  # each group's parameters get its own loss's gradient
     for pname, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, pname
 
@@ -119,6 +120,7 @@ def test_config_records_constructor_arguments():
     assert model.config == {
         "input_shape": (1, 4, 5), "code_size": 2, "hidden": [6, 5], "activation": "relu",
         "code_activation": "identity", "output_activation": None, "loss": "bce", "input_scaling": None, "score_smoothing": 0.0,
+        "architecture": "mlp",
     }  # fmt: skip
     assert type(model.output_activation).__name__ == "Sigmoid"
 

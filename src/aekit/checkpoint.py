@@ -223,9 +223,14 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
-    """Copy ``tensors`` into ``model``, requiring exactly its parameter names and shapes."""
+    """Copy ``tensors`` into ``model``, requiring exactly its parameter names and shapes.
+
+    Only weights under the model's ``optional_weights`` prefixes (parts added after a checkpoint was written,
+    such as a VQ-VAE's prior) may be absent; they keep their initial values.
+    """
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
+    optional = tuple(getattr(model, "optional_weights", ()))
+    missing = sorted(k for k in set(expected) - set(tensors) if not (optional and k.startswith(optional)))
     unexpected = sorted(set(tensors) - set(expected))
     wrong = [f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
     wrong += [f"{k} {tensors[k].dtype} != {v.dtype}" for k, v in expected.items() if k in tensors and tensors[k].dtype != v.dtype]
@@ -242,7 +247,8 @@ def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: Pat
         raise CheckpointError(f"{source} does not fit this model's architecture ({details}); it was saved from another model.")
     with torch.no_grad():
         for key, value in expected.items():
-            value.copy_(tensors[key])
+            if key in tensors:
+                value.copy_(tensors[key])
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:

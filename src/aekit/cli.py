@@ -32,6 +32,9 @@ from .models.base import positive_int
 from .apps.cli import add_commands as add_app_commands
 from .apps.common import encode, reconstruct
 from .apps.generate import log_likelihood
+from .losses import RECONSTRUCTION_LOSSES
+from .models.architectures import list_architectures
+from .models.layers import ACTIVATIONS
 from .registry import get_model, list_models, model_class
 from .data.stream import open_stream
 from .training import Trainer, evaluate_losses, seed_everything
@@ -118,11 +121,12 @@ def _tabular_setup(args: argparse.Namespace, data: Dataset, options: dict[str, A
     return name, data, scaling, chosen
 
 
-def builds_mlp(cls: type) -> bool:
-    """True for a model made of the base autoencoder's MLP with free sizes (not conv, ensemble, linear, recirculation)."""
+def builds_mlp(cls: type, options: dict[str, Any], input_shape: tuple[int, ...]) -> bool:
+    """True for a model made of the architecture's MLP with free sizes (not on conv, not the ensemble, linear or recirculation)."""
     from .models import Autoencoder
 
-    return getattr(cls, "make_encoder", None) is Autoencoder.make_encoder and not getattr(cls, "fixed_options", None)
+    architecture = options.get("architecture") or cls.preferred_architecture(input_shape)
+    return architecture == "mlp" and getattr(cls, "make_encoder", None) is Autoencoder.make_encoder and not getattr(cls, "fixed_options", None)
 
 
 def _calibrate(run: Path, model, data: Dataset, calibration: np.ndarray) -> None:
@@ -211,7 +215,7 @@ def _train(args: argparse.Namespace) -> None:
             id_column=args.id_column, ignore_columns=args.ignore_columns, image_size=args.image_size, scaling=None,
         )
     options = dict(args.option or [])
-    for key in ("code_size", "hidden", "activation", "output_activation", "loss"):
+    for key in ("architecture", "code_size", "hidden", "activation", "output_activation", "loss"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     if "input_shape" in options:
@@ -223,7 +227,7 @@ def _train(args: argparse.Namespace) -> None:
         name, data, scaling, chosen = _tabular_setup(args, data, options)
     else:
         name = args.model or "ae"
-        if builds_mlp(model_class(name)) and not {"hidden", "code_size", "activation"} & set(options):  # sized from the image
+        if builds_mlp(model_class(name), options, data.shape) and not {"hidden", "code_size", "activation"} & set(options):  # sized from the image
             options.update(image_sizes(math.prod(data.shape)))
             chosen.append(f"hidden {'-'.join(map(str, options['hidden']))}; code_size {options['code_size']}; activation elu")
         if len(data.shape) >= 2:
@@ -402,11 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--ignore-columns", type=_names, help="CSV columns to drop, e.g. notes,timestamp")
     train.add_argument("--image-size", metavar="H[xW]", help="resize every image of an image folder to H x W pixels (folders of mixed sizes)")
     train.add_argument("--calibration-fraction", type=float, help="share of rows held out, never trained on, to calibrate detection thresholds (default: 0.2 for rows of features, 0.05 for images)")
-    train.add_argument("--code-size", type=int, help="size of the code z (default: the model's, 30)")
-    train.add_argument("--hidden", type=_sizes, help="encoder hidden sizes, e.g. 1000,500,250 (the decoder mirrors them)")
-    train.add_argument("--activation", help="hidden activation: relu, tanh, sigmoid, gelu, ...")
+    train.add_argument("--architecture", choices=list_architectures(), help="the network the model's objective builds on: mlp or conv (default: the model's choice for the data: conv for vqvae and vae-gan on images, mlp otherwise); its options with --option, e.g. --option channels=[32,64]")
+    train.add_argument("--code-size", type=int, help="size of the code z (default: sized from the data for images and rows, else the model's)")
+    train.add_argument("--hidden", type=_sizes, help="encoder hidden (fully connected) sizes, e.g. 1000,500,250 (the decoder mirrors them)")
+    train.add_argument("--activation", help=f"hidden activation: {', '.join(a for a in ACTIVATIONS if a != 'softmax')} (default: elu for images, the architecture's otherwise)")
     train.add_argument("--output-activation", help="reconstruction activation: sigmoid (data in [0, 1]) or identity")
-    train.add_argument("--loss", help="reconstruction loss: mse, bce or l1")
+    train.add_argument("--loss", help=f"{', '.join(RECONSTRUCTION_LOSSES)}: the reconstruction loss, a decoder likelihood (default: the model's: mse, or bernoulli for VAEs)")
     train.add_argument("--option", type=_option, action="append", metavar="KEY=VALUE", help="any other model option (repeatable), e.g. --option code_activation=sigmoid")
     add_trainer_flags(train)
     train.add_argument("--stream", action="store_true", help="read DATA (a .npy file or a folder of .npy shards) from disk in batches instead of loading it")

@@ -1,6 +1,7 @@
 """Registered autoencoder models; importing this package registers them all."""
 
 from .aae import AdversarialAutoencoder
+from .architectures import Architecture, list_architectures, register_architecture
 from .base import AEOutput, Autoencoder
 from .ensemble import AutoencoderEnsemble
 from .conv import ConvAutoencoder, ConvDenoisingAutoencoder, ConvVariationalAutoencoder
@@ -11,12 +12,17 @@ from .tcvae import BetaTCVAE
 from .latents import DiagonalGaussian, PointCode
 from .iwae import ImportanceWeightedAutoencoder
 from .vae import StochasticAutoencoder, VariationalAutoencoder
+from .vaegan import VAEGAN
 from .vqvae import VQVAE, Quantized
 
 __all__ = [
     "AdversarialAutoencoder",
+    "Architecture",
+    "list_architectures",
+    "register_architecture",
     "BetaTCVAE",
     "Quantized",
+    "VAEGAN",
     "VQVAE",
     "AEOutput",
     "Autoencoder",

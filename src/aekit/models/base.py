@@ -34,8 +34,8 @@ from ..errors import ConfigError, DataError, suggest
 from ..losses import RECONSTRUCTION_LOSSES, smoothed_squared_error
 from ..registry import register_model
 from .latents import PointCode
+from .architectures import Architecture, make_architecture
 from .layers import activation as make_activation
-from .layers import mlp
 
 
 @dataclass
@@ -69,7 +69,8 @@ class AEOutput:
 
 
 def records_config(init):
-    """Wrap ``__init__`` so that every option the object was built with is kept in ``self.config``.
+    """Wrap ``__init__`` so that every option the object was built with is kept in ``self.config``, and an
+    autoencoder's layers are built (:meth:`Autoencoder.build`) once its outermost constructor has run.
 
     Every constructor of a subclass chain records the arguments it receives,
     defaults included, a parent's over its child's (the parent receives what
@@ -81,6 +82,7 @@ def records_config(init):
     @functools.wraps(init)
     def wrapper(self, *args: Any, **kwargs: Any) -> None:
         config = self.__dict__.setdefault("config", {})
+        depth = self.__dict__.get("_init_depth", 0)  # 0: the outermost constructor of the chain
         bound = signature.bind(self, *args, **kwargs)
         bound.apply_defaults()
         for name, value in bound.arguments.items():
@@ -92,7 +94,13 @@ def records_config(init):
                     raise TypeError(f"{type(self).__name__} takes its options by keyword, e.g. code_size=30.")
             elif name != "self":
                 config[name] = value
-        init(self, *args, **kwargs)
+        self.__dict__["_init_depth"] = depth + 1
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            self.__dict__["_init_depth"] = depth
+        if depth == 0 and isinstance(self, Autoencoder):
+            self.build()  # after every constructor of the chain: the layers may read any attribute a variant set
 
     return wrapper
 
@@ -158,7 +166,11 @@ INPUT_SCALINGS = {"standard": standard_scaling, "robust": robust_scaling}
 
 @register_model("ae")
 class Autoencoder(nn.Module):
-    """A fully connected autoencoder: undercomplete or overcomplete, any depth.
+    """An autoencoder on any architecture: fully connected (``mlp``, the default) or convolutional (``conv``).
+
+    The objective (this class: plain reconstruction) and the network (the
+    ``architecture``, :mod:`aekit.models.architectures`) are separate: every
+    variant of this class builds on every architecture.
 
     Parameters
     ----------
@@ -167,10 +179,12 @@ class Autoencoder(nn.Module):
     code_size : int
         Size of the code ``z``; below the input size the autoencoder is
         undercomplete, above it overcomplete.
-    hidden : sequence of int
-        Hidden layer sizes of the encoder; the decoder mirrors them.
-    activation : str
-        Hidden activation (``relu``, ``sigmoid``, ``tanh``, ``gelu``, ...).
+    hidden : sequence of int, optional
+        Hidden (fully connected) layer sizes of the encoder; the decoder mirrors
+        them. Default: the architecture's (``mlp``: 1000-500-250; ``conv``: none).
+    activation : str, optional
+        Hidden activation (``relu``, ``elu``, ``sigmoid``, ``tanh``, ``gelu``, ...).
+        Default: the architecture's (``mlp``: relu; ``conv``: elu).
     code_activation : str
         Activation of the code layer (``identity`` keeps it linear).
     output_activation : str, optional
@@ -194,6 +208,12 @@ class Autoencoder(nn.Module):
         (:func:`aekit.losses.smoothed_squared_error`); 0 (the default) scores
         by the reconstruction loss itself. On MNIST one-class, 1 pixel lifts
         the mean ROC AUC from 0.968 to 0.975 (3 seeds; benchmarks/results/fidelity.md).
+    architecture : str, optional
+        The network: ``mlp`` or ``conv`` (see :func:`aekit.list_architectures`);
+        default: the objective's choice for the input shape (:meth:`preferred_architecture`).
+    **architecture_options
+        The architecture's own options, e.g. ``channels=(32, 64)``,
+        ``kernel_size=3``, ``channels_last=True`` for ``conv``.
 
     Examples
     --------
@@ -212,6 +232,11 @@ class Autoencoder(nn.Module):
     loss_groups: dict[str, str] = {}
     #: Named scalars that schedules may set while training and that the trainer logs (a VAE's ``beta``).
     scalars: tuple[str, ...] = ()
+    #: The architectures this objective builds on (None: every one), and why it is limited to them.
+    architectures: tuple[str, ...] | None = None
+    architecture_note = ""
+    #: Prefixes of weights that a checkpoint of an earlier aekit may lack (they keep their initial values).
+    optional_weights: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -223,21 +248,29 @@ class Autoencoder(nn.Module):
         self,
         input_shape: Sequence[int] = (784,),
         code_size: int = 30,
-        hidden: Sequence[int] = (1000, 500, 250),
-        activation: str = "relu",
+        hidden: Sequence[int] | None = None,
+        activation: str | None = None,
         code_activation: str = "identity",
         output_activation: str | None = None,
         loss: str = "mse",
         input_scaling: str | None = None,
         score_smoothing: float = 0.0,
+        architecture: str | None = None,
+        **architecture_options: Any,
     ) -> None:
         super().__init__()
         self.input_shape = positive_ints("input_shape", input_shape)
         if not self.input_shape:
             raise ConfigError("input_shape must name at least one dimension, e.g. (784,).")
+        self.architecture = self._make_architecture(architecture, architecture_options)
+        defaults = self.architecture.defaults
         self.code_size = positive_int("code_size", code_size)
-        self.hidden = positive_ints("hidden", hidden)
-        self.activation, self.code_activation = activation, code_activation
+        self.hidden = positive_ints("hidden", defaults.get("hidden", ()) if hidden is None else hidden)
+        self.activation, self.code_activation = activation or defaults.get("activation", "relu"), code_activation
+        make_activation(self.activation)  # an unknown name fails here
+        # the resolved choices, so that the saved config rebuilds this network whatever later defaults become
+        resolved = {"hidden": list(self.hidden)} if hidden is None else {}
+        self.config.update(architecture=self.architecture.name, activation=self.activation, **resolved, **self.architecture.options)
         if loss not in RECONSTRUCTION_LOSSES:
             raise ConfigError(f"unknown loss {loss!r}.{suggest(loss, RECONSTRUCTION_LOSSES)} Choose one of: {', '.join(RECONSTRUCTION_LOSSES)}.")
         self.reconstruction = RECONSTRUCTION_LOSSES[loss]
@@ -259,20 +292,34 @@ class Autoencoder(nn.Module):
         if input_scaling is not None:  # buffers: saved with the weights, so a loaded model takes raw rows
             self.register_buffer("input_center", torch.zeros(self.n_features))
             self.register_buffer("input_scale", torch.ones(self.n_features))
+        self.output_activation = make_activation(output_activation)
+
+    @classmethod
+    def preferred_architecture(cls, input_shape: Sequence[int]) -> str:
+        """The architecture this objective builds on when none is named: ``mlp`` (a variant may prefer ``conv`` for images)."""
+        return "mlp"
+
+    def _make_architecture(self, name: str | None, options: dict[str, Any]) -> Architecture:
+        name = self.preferred_architecture(self.input_shape) if name is None else name
+        if self.architectures is not None and name not in self.architectures:
+            raise ConfigError(f"the {self.model_name!r} model builds on the {' or '.join(self.architectures)} architecture only, not {name!r}: {self.architecture_note}")
+        return make_architecture(name, options, self.model_name)
+
+    def build(self) -> None:
+        """Build the layers; the constructor calls it once every ``__init__`` of the class chain has run."""
         self.encoder = self.make_encoder()
         self.decoder = self.make_decoder()
-        self.output_activation = make_activation(output_activation)
+        self.architecture.finish(self)
 
     # -- what a variant may change ---------------------------------------------------------------
 
     def make_encoder(self) -> nn.Module:
-        """``(batch, *input_shape) -> (batch, code_factor * code_size)``: an MLP by default."""
-        sizes = [self.n_features, *self.hidden, self.code_factor * self.code_size]
-        return nn.Sequential(nn.Flatten(), *mlp(sizes, self.activation, self.code_activation))
+        """``(batch, *input_shape) -> (batch, code_factor * code_size)``: the architecture's."""
+        return self.architecture.encoder(self, self.code_factor * self.code_size)
 
     def make_decoder(self) -> nn.Module:
-        """``(batch, code_size) -> (batch, n_features)`` logits: the mirrored MLP by default."""
-        return mlp([self.code_size, *reversed(self.hidden), self.n_features], self.activation)
+        """``(batch, code_size) -> (batch, *input_shape)`` logits: the architecture's."""
+        return self.architecture.decoder(self, self.code_size)
 
     def corrupt(self, x: Tensor) -> Tensor:
         """The input the encoder sees while training (a denoising variant corrupts it)."""
@@ -394,4 +441,4 @@ class Autoencoder(nn.Module):
                 f"this model expects samples of shape {self.input_shape} ({self.n_features} values each), "
                 f"got a batch of shape {tuple(x.shape)}; check the data set or rebuild the model with a matching input_shape."
             )
-        return x.reshape(x.shape[0], *self.input_shape)
+        return self.architecture.prepare(x.reshape(x.shape[0], *self.input_shape))

@@ -70,9 +70,12 @@ class AutoencoderEnsemble(Autoencoder):
     the Mahalanobis distance of the code).
     """
 
+    architectures = ("mlp",)
+    architecture_note = "its members are fully connected networks computed side by side in batched matrix products."
+
     def __init__(self, members: int = 8, **options: Any) -> None:
-        self.members = positive_int("members", members)  # read by make_encoder / make_decoder
         super().__init__(**options)
+        self.members = positive_int("members", members)
         m, c = self.members, self.code_size
         self.register_buffer("code_mean", torch.zeros(m, c))
         self.register_buffer("code_cov", torch.eye(c).repeat(m, 1, 1))

@@ -32,6 +32,8 @@ class RecirculationAutoencoder(Autoencoder):
     optimiser (plain SGD is the classic choice) applies it.
     """
 
+    architectures = ("mlp",)
+    architecture_note = "recirculation's local learning rules are written for one fully connected sigmoid layer."
     #: Options the model sets itself (the scikit-learn adapter leaves them out).
     fixed_options = {"hidden": (), "activation": "sigmoid", "code_activation": "sigmoid", "output_activation": "sigmoid", "loss": "mse", "input_scaling": None}
 

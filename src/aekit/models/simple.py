@@ -20,6 +20,8 @@ from .layers import activation as make_activation
 class LinearAutoencoder(Autoencoder):
     """Linear encoder and decoder with MSE: spans the same subspace as PCA."""
 
+    architectures = ("mlp",)
+    architecture_note = "its encoder and decoder are single linear maps (the PCA subspace), which a convolutional network is not."
     #: Options the model sets itself (the scikit-learn adapter leaves them out).
     fixed_options = {"activation": "identity", "code_activation": "identity", "output_activation": "identity", "loss": "mse"}
 
@@ -50,6 +52,9 @@ class TiedDecoder(nn.Module):
 @register_model("tied")
 class TiedAutoencoder(Autoencoder):
     """Decoder weights are the encoder's, transposed: one weight matrix per layer pair."""
+
+    architectures = ("mlp",)
+    architecture_note = "its decoder is the encoder's weight matrices transposed, which only fully connected layers have."
 
     def linears(self) -> list[nn.Linear]:
         return [m for m in self.encoder if isinstance(m, nn.Linear)]
@@ -102,7 +107,7 @@ class ContractiveAutoencoder(Autoencoder):
         """``||J_f(x)||_F^2`` per sample: closed form for one sigmoid layer; otherwise exact and batched
         (one vector-Jacobian product per code unit) or, with ``jacobian="estimate"``, Hutchinson's
         unbiased estimate from ``probes`` products."""
-        if not self.hidden and self.code_activation == "sigmoid":
+        if self.architecture.name == "mlp" and not self.hidden and self.code_activation == "sigmoid":
             return contractive_penalty_sigmoid(z, self.encoder[1].weight)
         if self.jacobian == "estimate":
             return jacobian_frobenius_sq_estimate(self.encoder, x, self.probes)

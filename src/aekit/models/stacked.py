@@ -22,6 +22,9 @@ class StackedAutoencoder(Autoencoder):
     :meth:`load_stages`, then fine-tunes the unrolled network end to end.
     """
 
+    architectures = ("mlp",)
+    architecture_note = "its stages are shallow fully connected autoencoders, one per layer."
+
     def layerwise_stages(self) -> list[Autoencoder]:
         """Fresh shallow autoencoders, outermost first: stage i maps layer i's input to its output and back."""
         sizes = [self.n_features, *self.hidden, self.code_size]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,9 +13,8 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..losses import codebook_perplexity
 from ..registry import register_model
-from .base import check_range, positive_int
-from .conv import ConvAutoencoder
-from .layers import activation as make_activation
+from .base import Autoencoder, check_range, positive_int
+from .prior import CodePrior
 
 
 @dataclass
@@ -47,27 +47,31 @@ class Quantized:
 
 
 @register_model("vqvae")
-class VQVAE(ConvAutoencoder):
-    """A convolutional autoencoder with a discrete, spatial code (van den Oord et al. 2017).
+class VQVAE(Autoencoder):
+    """A vector-quantised autoencoder (van den Oord et al. 2017): a code map of codebook vectors, and a learnt prior over it.
 
-    The encoder's convolution blocks end in a 1x1 convolution to ``code_size``
-    channels; each position of that map is replaced by its nearest of
-    ``codebook_size`` vectors, and the decoder (a 1x1 convolution, then the
-    upsampling blocks) reconstructs from the quantised map. The codebook is
-    not trained by gradients but follows the encoder's outputs by exponential
-    moving averages with rate ``decay`` (Razavi et al. 2019, appendix;
-    Laplace-smoothed counts); a code unused for long (average count below
-    ``restart_below``) restarts at a random encoder output of the batch, and
-    the first batch initialises the whole codebook. The loss is the
-    reconstruction loss plus ``commitment`` times ``||z_e - sg(z_q)||^2``; the
-    codebook's perplexity (effective number of codes used) is logged.
+    The encoder ends in a map of ``code_size``-d vectors (on ``conv``: the last
+    block's grid, by a 1x1 convolution; on ``mlp``: ``positions`` vectors);
+    each is replaced by its nearest of ``codebook_size`` codebook vectors, and
+    the decoder reconstructs from the quantised map. The codebook is not trained
+    by gradients but follows the encoder's outputs by exponential moving averages
+    with rate ``decay`` (Razavi et al. 2019, appendix; Laplace-smoothed counts);
+    a code unused for long (average count below ``restart_below``) restarts at a
+    random encoder output of the batch, and the first batch initialises the whole
+    codebook. The loss is the reconstruction loss plus ``commitment`` times
+    ``||z_e - sg(z_q)||^2``; the codebook's perplexity (effective number of codes used) is logged.
 
-    Sampling: the model keeps, like the codebook, a moving average of how often
-    each code appears at each position of the map, and :meth:`sample` draws every
-    position's code independently from it. That prior ignores how positions
-    depend on each other, so samples are rougher than with the paper's
-    autoregressive PixelCNN prior, which this model does not train.
+    Sampling: an autoregressive prior over the map's code indices
+    (:class:`~aekit.models.prior.CodePrior`, a small causal transformer, as
+    the paper's PixelCNN) trains in the same loop, on every batch's codes, as its
+    own parameter group (its ``prior`` term, nats per map, is logged and not
+    part of the model's loss). :meth:`sample` draws code maps from it and decodes
+    them. A model saved before the prior existed samples each position's code
+    independently from the moving average of its frequencies, as it did then.
     """
+
+    loss_groups = {"prior": "prior"}
+    optional_weights = ("prior.",)
 
     def __init__(
         self,
@@ -76,34 +80,47 @@ class VQVAE(ConvAutoencoder):
         commitment: float = 0.25,
         decay: float = 0.99,
         restart_below: float = 0.01,
-        hidden: tuple[int, ...] = (),
+        positions: int = 16,
+        prior_width: int = 128,
+        prior_layers: int = 2,
+        hidden: Sequence[int] | None = None,
         **options: Any,
     ) -> None:
         self.codebook_size = positive_int("codebook_size", codebook_size)
-        super().__init__(code_size=code_size, hidden=(), **options)
-        if tuple(hidden):
-            raise ConfigError("a VQ-VAE's code is a map of codebook vectors, with no hidden layers before it; leave hidden empty.")
+        super().__init__(code_size=code_size, hidden=hidden, **options)
+        if self.architecture.name != "mlp" and self.hidden:
+            raise ConfigError("a VQ-VAE's code is a map of codebook vectors, with no hidden layers before it on conv; leave hidden empty.")
         self.commitment = check_range("commitment", commitment, 0)
         self.decay = check_range("decay", decay, 0, 1)
         self.restart_below = check_range("restart_below", restart_below, 0)
+        self.positions = positive_int("positions", positions)
         k, d = self.codebook_size, self.code_size
-        h, w = self.feature_sizes()[-1]
+        h, w = self.architecture.map_size(self, self.positions)
         self.register_buffer("codebook", torch.randn(k, d))
         self.register_buffer("code_counts", torch.zeros(k))  # moving average of each code's use per batch
         self.register_buffer("code_sums", torch.zeros(k, d))  # moving average of the outputs assigned to each code
-        self.register_buffer("position_counts", torch.zeros(h, w, k))  # the sampling prior
+        self.register_buffer("position_counts", torch.zeros(h, w, k))  # the prior of models saved before CodePrior
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+        self.prior = CodePrior(k, h * w, positive_int("prior_width", prior_width), positive_int("prior_layers", prior_layers))
+
+    @classmethod
+    def preferred_architecture(cls, input_shape: Sequence[int]) -> str:
+        return "conv" if len(input_shape) == 3 else "mlp"
 
     @property
     def code_shape(self) -> tuple[int, int, int]:
         """The shape of one code: ``(code_size, h, w)``."""
-        return (self.code_size, *self.feature_sizes()[-1])
+        return (self.code_size, *self.architecture.map_size(self, self.positions))
 
     def make_encoder(self) -> nn.Module:
-        return nn.Sequential(*self.down_blocks(), nn.Conv2d(self.channels[-1], self.code_size, 1))
+        return self.architecture.map_encoder(self, self.code_size, self.positions)
 
     def make_decoder(self) -> nn.Module:
-        return nn.Sequential(nn.Conv2d(self.code_size, self.channels[-1], 1), make_activation(self.activation), *self.up_blocks())
+        return self.architecture.map_decoder(self, self.code_size, self.positions)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        prior = {id(p) for p in self.prior.parameters()}
+        return {"model": [p for p in self.parameters() if id(p) not in prior], "prior": list(self.prior.parameters())}
 
     def latent(self, h: Tensor) -> Quantized:
         b, _, height, width = h.shape
@@ -122,7 +139,9 @@ class VQVAE(ConvAutoencoder):
         return Quantized(h, z_q, indices.reshape(b, height, width), usage)
 
     def regularizers(self, x: Tensor, z: Tensor, q: Quantized) -> dict[str, Tensor]:
-        return {"commitment": self.commitment * q.commitment().mean()}
+        if self.training:
+            self.prior.fitted.fill_(True)
+        return {"commitment": self.commitment * q.commitment().mean(), "prior": self.prior.nll(q.indices.flatten(1)).mean()}
 
     @torch.no_grad()
     def _update(self, flat: Tensor, indices: Tensor) -> None:
@@ -154,12 +173,15 @@ class VQVAE(ConvAutoencoder):
         self.code_counts[codes] = 1.0
 
     @torch.no_grad()
-    def sample(self, n: int) -> Tensor:
-        """Decode ``n`` code maps drawn position by position from the learnt code frequencies: ``(n, *input_shape)``."""
-        if not float(self.position_counts.sum()):
-            raise ConfigError("this VQ-VAE has not been trained, so it has no prior over its codes to sample from.")
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Decode ``n`` code maps drawn from the learnt prior: ``(n, *input_shape)``."""
         h, w, k = self.position_counts.shape
-        probabilities = self.position_counts.reshape(h * w, k) + 1e-12
-        indices = torch.multinomial(probabilities, n, replacement=True).t()  # (n, h * w)
+        if bool(self.prior.fitted):
+            indices = self.prior.sample(n, generator=generator)
+        elif float(self.position_counts.sum()):  # a model saved before the prior: independent positions
+            probabilities = self.position_counts.reshape(h * w, k) + 1e-12
+            indices = torch.multinomial(probabilities, n, replacement=True, generator=generator).t()  # (n, h * w)
+        else:
+            raise ConfigError("this VQ-VAE has not been trained, so it has no prior over its codes to sample from.")
         z = self.codebook[indices].reshape(n, h, w, self.code_size).permute(0, 3, 1, 2)
         return self.decode(z)
