@@ -34,7 +34,11 @@ class AdversarialAutoencoder(GaussianPrior, Autoencoder):
     def __init__(self, adversarial_weight: float = 0.3, discriminator: Sequence[int] = (256, 256), **options: Any) -> None:
         super().__init__(**options)
         self.adversarial_weight = check_range("adversarial_weight", adversarial_weight, 0)
-        self.discriminator = mlp([self.code_size, *positive_ints("discriminator", discriminator), 1], "leaky_relu")
+        self.discriminator_sizes = positive_ints("discriminator", discriminator)
+
+    def build(self) -> None:
+        super().build()
+        self.discriminator = mlp([self.code_size, *self.discriminator_sizes, 1], "leaky_relu")
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         critic = {id(p) for p in self.discriminator.parameters()}

@@ -90,7 +90,12 @@ class Callback:
         """After validation, before the epoch is logged and checkpointed; may add to ``record``."""
 
     def on_fit_end(self, loop: Loop) -> None:
-        """After the last epoch."""
+        """After the last epoch, or when training stops with an exception: restore what the callback set."""
+
+    @property
+    def state_key(self) -> str:
+        """The name its state is saved under in a resume file (its class name; a schedule adds its scalar's)."""
+        return type(self).__name__
 
     def state_dict(self) -> dict[str, Tensor]:
         return {}
@@ -132,7 +137,24 @@ class Schedule(Callback):
             record[self.name] = self.last
 
     def on_fit_end(self, loop: Loop) -> None:
-        setattr(loop.model, self.name, self.target)
+        if self.target is not None:
+            setattr(loop.model, self.name, self.target)
+
+    @property
+    def state_key(self) -> str:
+        return f"{type(self).__name__}.{self.name}"
+
+
+class LearningRateSchedule(Callback):
+    """Every parameter group's learning rate: its base rate times ``factor(progress)``, progress in [0, 1) over all steps."""
+
+    def __init__(self, factor: Callable[[float], float]) -> None:
+        self.factor = factor
+
+    def on_step_start(self, loop: Loop) -> None:
+        done = ((loop.epoch - 1) * loop.steps_per_epoch + loop.step - 1) / (loop.epochs * loop.steps_per_epoch)
+        for group in loop.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * self.factor(done)
 
 
 class KLWarmup(Schedule):

@@ -23,11 +23,20 @@ from ..errors import CheckpointError
 RESUME = "resume.safetensors"
 
 
+def keyed(callbacks: Sequence[Any]) -> dict[str, Any]:
+    """The callbacks by their ``state_key``; a key taken twice gets the callback's position after it."""
+    out: dict[str, Any] = {}
+    for i, callback in enumerate(callbacks):
+        key = getattr(callback, "state_key", type(callback).__name__)
+        out[key if key not in out else f"{key}.{i}"] = callback
+    return out
+
+
 def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, shuffle: torch.Generator, info: dict[str, Any], callbacks: Sequence[Any] = ()) -> None:
     """Write the full training state of the epoch just finished to ``path`` (with the callbacks' states)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for i, callback in enumerate(callbacks):
-        tensors.update({f"callback.{i}.{k}": v.detach().cpu().contiguous() for k, v in callback.state_dict().items()})
+    for key, callback in keyed(callbacks).items():
+        tensors.update({f"callback.{key}.{k}": v.detach().cpu().contiguous() for k, v in callback.state_dict().items()})
     opt = optimizer.state_dict()
     scalars = {}
     for index, entries in opt["state"].items():
@@ -70,8 +79,10 @@ def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, s
                 if torch.is_tensor(value) and name != "step":
                     # in the parameter's memory layout (channels-last kernels): fused Adam walks both in memory order
                     entries[name] = torch.empty_like(param, dtype=value.dtype).copy_(value) if value.shape == param.shape else value.to(device)
-        for i, callback in enumerate(callbacks):
-            prefix = f"callback.{i}."
+        for i, (key, callback) in enumerate(keyed(callbacks).items()):
+            prefix = f"callback.{key}."
+            if not any(k.startswith(prefix) for k in tensors):  # a resume file of an earlier aekit: by list position
+                prefix = f"callback.{i}."
             callback.load_state_dict({k.removeprefix(prefix): v.to(device) for k, v in tensors.items() if k.startswith(prefix)})
         torch.set_rng_state(tensors["rng.torch"])
         shuffle.set_state(tensors["rng.shuffle"])

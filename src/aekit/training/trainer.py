@@ -29,7 +29,7 @@ from ..data import Dataset, check_finite
 from ..data.stream import StreamedDataset
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError, suggest
 from . import allocator
-from .callbacks import ActiveUnits, Callback, KLWarmup, Loop, WeightAverage, check_decay
+from .callbacks import ActiveUnits, Callback, KLWarmup, LearningRateSchedule, Loop, WeightAverage, check_decay
 from .distributed import Workers, local_device, rank_and_world, workers
 from .history import History
 from .samples import InMemory, OnDisk
@@ -52,6 +52,62 @@ METRICS = "metrics.csv"
 TRAINER = "trainer.json"
 EVAL_BATCH = 1024
 MAX_SKIPS = 10  # with on_nonfinite="skip": non-finite batches skipped per epoch before giving up
+
+
+@dataclass
+class Fit:
+    """What one call of :meth:`Trainer.fit` trains with: the model and the modules that run it, the optimiser
+    and its gradient scaler (a pass-through unless fp16), the parameter groups, callbacks, processes, the
+    progress bar, the run folder (None: nothing written) and the shuffling generator."""
+
+    model: nn.Module
+    forward: nn.Module  # full batches: the model, wrapped for several processes, compiled on request
+    eager: nn.Module  # an epoch's last, smaller batch (no second compilation for its shape)
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    groups: dict[str, list[nn.Parameter]]
+    callbacks: list[Callback]
+    team: Workers
+    bar: Any
+    run: Path | None
+    shuffle: torch.Generator
+
+
+@dataclass
+class RunState:
+    """Where a run stands between epochs: what a checkpoint saves and a resumed run starts from."""
+
+    history: History = dataclasses.field(default_factory=History)
+    epoch: int = 0  # epochs finished
+    best: float = math.inf  # the best validation loss (training loss without validation) so far
+    since_best: int = 0
+    grad_scale: float = 2.0**16  # fp16 loss scaling
+    best_weights: dict[str, Tensor] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def resumed(cls, run: Path, model: nn.Module, optimizer, shuffle: torch.Generator, callbacks: list[Callback], team: Workers, seed: int) -> "RunState":
+        """Restore the model, optimiser, generators and callbacks from ``run``'s resume state."""
+        info = load_state(run / RESUME, model, optimizer, shuffle, callbacks)
+        if team.rank:  # the state holds rank 0's generator; the others draw their own noise
+            torch.manual_seed((seed + team.rank) * 100_003 + info["epoch"])
+        return cls(History(info["records"], info["best_epoch"]), info["epoch"], info["best"], info["since_best"], info.get("grad_scale", 2.0**16))
+
+    def add(self, record: dict[str, Any], model: nn.Module) -> bool:
+        """Log a finished epoch; True (and its weights kept) when it is the best so far."""
+        self.history.records.append(record)
+        self.epoch = record["epoch"]
+        score = record.get("val_loss", record["train_loss"])
+        if not score < self.best:
+            self.since_best += 1
+            return False
+        self.best, self.since_best, self.history.best_epoch = score, 0, self.epoch
+        self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return True
+
+    def info(self, grad_scale: float | None) -> dict[str, Any]:
+        """The JSON part of a checkpoint."""
+        info = {"epoch": self.epoch, "best": self.best, "since_best": self.since_best, "best_epoch": self.history.best_epoch, "records": self.history.records}
+        return info if grad_scale is None else {**info, "grad_scale": grad_scale}
 
 
 def ensure_new_run(run: Path) -> None:
@@ -234,7 +290,7 @@ class Trainer:
 
     def callbacks(self, model: nn.Module) -> list[Callback]:
         """The callbacks the settings ask for: KL warm-up, weight averaging, and active units where there is a posterior."""
-        chosen: list[Callback] = []
+        chosen: list[Callback] = [LearningRateSchedule(SCHEDULES[self.schedule])] if self.schedule != "constant" else []
         if self.kl_warmup:
             chosen.append(KLWarmup(self.kl_warmup))
         if self.ema is not None:
@@ -244,6 +300,62 @@ class Trainer:
         return chosen
 
     def _fit(self, model: nn.Module, data, val_data, out, resume: bool, extra: list[Callback]) -> History:
+        device, team = self._devices()
+        run = Path(out) if out is not None else None
+        if run is not None and not resume:
+            ensure_new_run(run)
+        train_data, val_data_ = self._split(model, data, val_data, device)
+        self._adapt(model, train_data)
+        model.to(device).train()
+        groups = model.parameter_groups() if hasattr(model, "parameter_groups") else {"model": list(model.parameters())}
+        if team.distributed and len(groups) > 1:
+            raise ConfigError(f"a model with several parameter groups ({', '.join(groups)}) trains in one process; run it without torchrun.")
+        optimizer = OPTIMIZERS[self.optimizer]([{"params": params, "name": name} for name, params in groups.items()], self.lr, self.weight_decay)
+        shuffle = torch.Generator().manual_seed(self.seed + 1)
+        torch.manual_seed(self.seed + team.rank)  # the noise models draw differs between processes
+        writes = run is not None and team.is_main  # only rank 0 writes
+        if writes:
+            remove_stale_temporaries(run)  # left by a process killed while writing
+            atomic_write(run / CONFIG, json.dumps(model_config(model), indent=2))
+            atomic_write(run / TRAINER, json.dumps(dataclasses.asdict(self), indent=2))
+        callbacks = [*self.callbacks(model), *extra]
+        state = RunState.resumed(run, model, optimizer, shuffle, callbacks, team, self.seed) if resume and run is not None and (run / RESUME).exists() else RunState()
+        for group in optimizer.param_groups:  # schedules scale base_lr; skipped batches halve it
+            group.setdefault("base_lr", group["lr"])
+        if state.epoch == 0 and self.pretrain_epochs and hasattr(model, "layerwise_stages"):
+            self._pretrain(model, train_data.x)
+        state.best_weights = read_tensors(run / WEIGHTS) if state.epoch and (run / WEIGHTS).exists() else model.state_dict()
+        state.best_weights = {k: v.detach().to(device).clone() for k, v in state.best_weights.items()}
+        shown = val_data_ if len(val_data_) else train_data
+        steps = math.ceil(len(train_data) / self.batch_size)
+        loop = Loop(model, optimizer, self.epochs, steps, lambda: shown.batch(torch.arange(min(EVAL_BATCH, len(shown)))))
+        fit = Fit(model, *self._forward(model, team, device), optimizer, torch.amp.GradScaler(device.type, init_scale=state.grad_scale, enabled=self.precision == "fp16"),
+                  groups, callbacks, team, self._progress_bar(team, state.epoch * steps, self.epochs * steps), run if writes else None, shuffle)
+        for callback in callbacks:
+            callback.on_fit_start(loop)
+        try:
+            for epoch in range(state.epoch + 1, self.epochs + 1):
+                record = self._epoch(fit, loop, epoch, train_data, val_data_)
+                improved = state.add(record, model)
+                self._report(fit, record)
+                if writes:
+                    self._checkpoint(fit, state, improved)
+                if self.patience is not None and state.since_best >= self.patience:
+                    state.history.stopped_early = epoch < self.epochs
+                    break
+        finally:  # also when training raises: a callback restores what it set (a warm-up's beta)
+            fit.bar.close()
+            for callback in callbacks:
+                callback.on_fit_end(loop)
+        if self.restore_best and state.history.best_epoch:
+            model.load_state_dict(state.best_weights)
+        model.eval()
+        if writes:
+            self._draw_reconstructions(model, shown, run)
+        return state.history
+
+    def _devices(self) -> tuple[torch.device, Workers]:
+        """This process's device and its place among the training processes (the allocator tuned first)."""
         if self.tune_allocator:
             allocator.tune_allocator()
         device = resolve_device(self.device)
@@ -253,114 +365,59 @@ class Trainer:
         team = workers(device)
         if team.distributed and self.on_nonfinite == "skip":
             raise ConfigError("on_nonfinite='skip' works in one process only; with several, use 'stop' and resume from the last checkpoint.")
-        run = Path(out) if out is not None else None
-        if run is not None and not resume:
-            ensure_new_run(run)
-        train_data, val_data_ = self._split(model, data, val_data, device)
+        return device, team
+
+    def _adapt(self, model: nn.Module, train_data: InMemory | OnDisk) -> None:
+        """Fit what the model learns from the data before training (its input scaling; a resumed run restores it)."""
         if self.pretrain_epochs and hasattr(model, "layerwise_stages") and not isinstance(train_data, InMemory):
             raise ConfigError("layer-wise pretraining needs the data in memory; stream it with pretrain_epochs=0, or load it.")
-
-        if isinstance(train_data, InMemory) and hasattr(model, "adapt"):  # fitted here; a resumed run restores it below
+        if isinstance(train_data, InMemory) and hasattr(model, "adapt"):
             model.adapt(train_data.x)
         elif getattr(model, "input_scaling", None) is not None:
             raise ConfigError("input_scaling is fitted on the training rows in memory; load the data instead of streaming it.")
-        model.to(device).train()
-        groups = model.parameter_groups() if hasattr(model, "parameter_groups") else {"model": list(model.parameters())}
-        if team.distributed and len(groups) > 1:
-            raise ConfigError(f"a model with several parameter groups ({', '.join(groups)}) trains in one process; run it without torchrun.")
-        optimizer = OPTIMIZERS[self.optimizer]([{"params": params, "name": name} for name, params in groups.items()], self.lr, self.weight_decay)
-        shuffle = torch.Generator().manual_seed(self.seed + 1)
-        torch.manual_seed(self.seed + team.rank)  # the noise models draw differs between processes
-        history, start, best, since_best, grad_scale = History(), 0, math.inf, 0, 2.0**16
-        writes = run is not None and team.is_main  # only rank 0 writes
-        if writes:
-            remove_stale_temporaries(run)  # left by a process killed while writing
-            atomic_write(run / CONFIG, json.dumps(model_config(model), indent=2))
-            atomic_write(run / TRAINER, json.dumps(dataclasses.asdict(self), indent=2))
-        callbacks = [*self.callbacks(model), *extra]
-        if run is not None and resume and (run / RESUME).exists():
-            info = load_state(run / RESUME, model, optimizer, shuffle, callbacks)
-            history = History(info["records"], info["best_epoch"])
-            start, best, since_best = info["epoch"], info["best"], info["since_best"]
-            grad_scale = info.get("grad_scale", grad_scale)
-            if team.rank:  # the state holds rank 0's generator; the others draw their own noise
-                torch.manual_seed((self.seed + team.rank) * 100_003 + start)
-        for group in optimizer.param_groups:  # the schedule scales base_lr; skipped batches halve it
-            group.setdefault("base_lr", group["lr"])
-        scaler = torch.amp.GradScaler(device.type, init_scale=grad_scale, enabled=self.precision == "fp16")
 
-        if start == 0 and self.pretrain_epochs and hasattr(model, "layerwise_stages"):
-            self._pretrain(model, train_data.x)
-        best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if start and (run / WEIGHTS).exists():
-            best_weights = {k: v.to(device) for k, v in read_tensors(run / WEIGHTS).items()}
-        forward, eager = self._forward(model, team, device)
-        n_batches = math.ceil(len(train_data) / self.batch_size)
-        shown = val_data_ if len(val_data_) else train_data
-        loop = Loop(model, optimizer, self.epochs, n_batches, lambda: shown.batch(torch.arange(min(EVAL_BATCH, len(shown)))))
-        for callback in callbacks:
-            callback.on_fit_start(loop)
-        # A finite-check syncs a GPU, so there it runs every 25 steps, unless bad batches are to be skipped.
-        check_every = 1 if device.type == "cpu" or self.on_nonfinite == "skip" else 25
-        show_bar = self.progress is True and team.is_main and sys.stderr.isatty()
-        show_lines = bool(self.progress) and team.is_main and not show_bar  # piped output gets no carriage returns
-        bar = tqdm(total=self.epochs * n_batches, initial=start * n_batches, disable=not show_bar, unit="step", dynamic_ncols=True)
-        try:
-            for epoch in range(start + 1, self.epochs + 1):
-                began = time.perf_counter()
-                bar.set_description(f"epoch {epoch}/{self.epochs}")
-                loop.epoch, loop.step = epoch, 0
-                for callback in callbacks:
-                    callback.on_epoch_start(loop)
-                train = self._train_epoch(model, forward, eager, optimizer, scaler, train_data, shuffle, loop, callbacks, groups, check_every, team, bar, run)
-                for callback in callbacks:
-                    callback.on_train_epoch_end(loop)
-                record: dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()}}
-                if len(val_data_):
-                    record.update({f"val_{k}": v for k, v in self._evaluate(model, val_data_, team).items()})
-                record.update({name: float(getattr(model, name)) for name in getattr(model, "scalars", ())})
-                for callback in callbacks:
-                    callback.on_epoch_end(loop, record)
-                record["lr"] = optimizer.param_groups[0]["lr"]
-                record["seconds"] = round(time.perf_counter() - began, 4)
-                history.records.append(record)
+    def _progress_bar(self, team: Workers, done: int, total: int):
+        """A progress bar over all steps, shown on a terminal of the main process only."""
+        shown = self.progress is True and team.is_main and sys.stderr.isatty()
+        return tqdm(total=total, initial=done, disable=not shown, unit="step", dynamic_ncols=True)
 
-                score = record.get("val_loss", record["train_loss"])
-                improved = score < best
-                if improved:
-                    best, since_best, history.best_epoch = score, 0, epoch
-                    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                else:
-                    since_best += 1
-                bar.set_postfix_str(" ".join(f"{k}={record[k]:.4g}" for k in ("train_loss", "val_loss") if k in record))
-                if show_lines:
-                    terms = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k.startswith(("train_", "val_")))
-                    print(f"epoch {epoch}/{self.epochs}  {terms}  {record['seconds']:.2f} s", file=sys.stderr, flush=True)
-                if writes:
-                    info = {"epoch": epoch, "best": best, "since_best": since_best, "best_epoch": history.best_epoch, "records": history.records}
-                    if scaler.is_enabled():
-                        info["grad_scale"] = scaler.get_scale()
-                    self._checkpoint(run, model, optimizer, shuffle, history, info, improved, callbacks)
-                if self.patience is not None and since_best >= self.patience:
-                    history.stopped_early = epoch < self.epochs
-                    break
-        finally:
-            bar.close()
-        for callback in callbacks:
-            callback.on_fit_end(loop)
+    def _epoch(self, fit: "Fit", loop: Loop, epoch: int, train_data, val_data) -> dict[str, Any]:
+        """Train one epoch, validate, and return the epoch's record (every term, the scalars, the learning rate)."""
+        began = time.perf_counter()
+        fit.bar.set_description(f"epoch {epoch}/{self.epochs}")
+        loop.epoch, loop.step = epoch, 0
+        for callback in fit.callbacks:
+            callback.on_epoch_start(loop)
+        train = self._train_epoch(fit, loop, train_data)
+        for callback in fit.callbacks:
+            callback.on_train_epoch_end(loop)
+        record: dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()}}
+        if len(val_data):
+            record.update({f"val_{k}": v for k, v in self._evaluate(fit.model, val_data, fit.team).items()})
+        record.update({name: float(getattr(fit.model, name)) for name in getattr(fit.model, "scalars", ())})
+        for callback in fit.callbacks:
+            callback.on_epoch_end(loop, record)
+        record["lr"] = fit.optimizer.param_groups[0]["lr"]
+        record["seconds"] = round(time.perf_counter() - began, 4)
+        return record
 
-        if self.restore_best and history.best_epoch:
-            model.load_state_dict(best_weights)
-        model.eval()
+    def _report(self, fit: "Fit", record: dict[str, Any]) -> None:
+        """The epoch on the bar, or as one line where there is no bar (piped output gets no carriage returns)."""
+        fit.bar.set_postfix_str(" ".join(f"{k}={record[k]:.4g}" for k in ("train_loss", "val_loss") if k in record))
+        if self.progress and fit.team.is_main and fit.bar.disable:
+            terms = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k.startswith(("train_", "val_")))
+            print(f"epoch {record['epoch']}/{self.epochs}  {terms}  {record['seconds']:.2f} s", file=sys.stderr, flush=True)
+
+    @staticmethod
+    def _draw_reconstructions(model: nn.Module, shown, run: Path) -> None:
+        """``reconstructions.png`` for grey or RGB images."""
         shape = getattr(model, "input_shape", ())
-        if writes and len(shape) == 3 and shape[0] not in (1, 3):
+        if len(shape) == 3 and shape[0] not in (1, 3):
             print(f"aekit: samples of shape {shape} are not grey or RGB images: no reconstructions.png", file=sys.stderr)
-        elif writes and len(shape) == 3:
+        elif len(shape) == 3:
             from ..plotting import reconstruction_grid
 
-            shown = val_data_ if len(val_data_) else train_data
             reconstruction_grid(model, shown.batch(torch.arange(min(8, len(shown)))), run / "reconstructions.png")
-        return history
 
     def _forward(self, model: nn.Module, team: Workers, device: torch.device) -> tuple[nn.Module, nn.Module]:
         """What a training step calls: the model, wrapped for several processes, compiled on request.
@@ -434,12 +491,14 @@ class Trainer:
         dtype = PRECISIONS[self.precision]
         return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
-    def _train_epoch(self, model, forward, eager, optimizer, scaler, data, shuffle: torch.Generator, loop: Loop, callbacks, groups, check_every: int, team: Workers, bar, run) -> dict[str, float]:
+    def _train_epoch(self, fit: "Fit", loop: Loop, data) -> dict[str, float]:
         """One pass over ``data`` in shuffled batches; returns the mean of every loss term and metric."""
-        epoch = loop.epoch
+        model, optimizer, scaler, team, bar, callbacks, epoch = fit.model, fit.optimizer, fit.scaler, fit.team, fit.bar, fit.callbacks, loop.epoch
         model.train()
         device = next(model.parameters()).device
-        perm = torch.randperm(len(data), generator=shuffle)
+        # A finite-check syncs a GPU, so there it runs every 25 steps, unless bad batches are to be skipped.
+        check_every = 1 if device.type == "cpu" or self.on_nonfinite == "skip" else 25
+        perm = torch.randperm(len(data), generator=fit.shuffle)
         if isinstance(data, InMemory):
             perm = perm.to(device)
         n_batches = math.ceil(len(data) / self.batch_size)
@@ -456,7 +515,7 @@ class Trainer:
             if self.binarize:
                 batch = torch.bernoulli(batch)
             with self._autocast(device) if mixed else contextlib.nullcontext():
-                out = (forward if start + self.batch_size <= len(data) else eager)(batch)
+                out = (fit.forward if start + self.batch_size <= len(data) else fit.eager)(batch)
             if step % check_every == 0 and not math.isfinite(out.loss.item()):
                 if self.on_nonfinite == "skip" and skipped < MAX_SKIPS:
                     skipped += 1
@@ -466,29 +525,21 @@ class Trainer:
                     bar.write(f"aekit: non-finite loss in epoch {epoch}, step {step}: batch skipped, learning rate halved to {optimizer.param_groups[0]['lr']:.3g}")
                     bar.update(1)
                     continue
-                kept = ""
+                kept, run = "", fit.run
                 if run is not None:
                     kept = f"the last good checkpoint in {run} is intact; " if (run / RESUME).exists() else "no checkpoint had been written yet; "
                 raise TrainingError(
                     f"the loss became non-finite (NaN or inf) in epoch {epoch} at or before step {step}; "
                     f"{kept}lower the learning rate, check the data, or pass on_nonfinite='skip' (--on-nonfinite skip)."
                 )
-            if self.schedule != "constant":
-                factor = SCHEDULES[self.schedule](((epoch - 1) * n_batches + step - 1) / (self.epochs * n_batches))
-                for group in optimizer.param_groups:
-                    group["lr"] = group["base_lr"] * factor
             optimizer.zero_grad(set_to_none=True)
             loss = out.loss * weight if weight != 1.0 else out.loss
-            self._backward(loss, out.group_losses, groups, scaler)
+            self._backward(loss, out.group_losses, fit.groups, scaler)
             if self.max_grad_norm is not None:
-                if scaler.is_enabled():
-                    scaler.unscale_(optimizer)
+                scaler.unscale_(optimizer)  # a no-op unless fp16 loss scaling is on, as are the scaler's other calls
                 torch.nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
-            if scaler.is_enabled():
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             for callback in callbacks:
                 callback.on_step_end(loop)
             count = len(batch) if weight else 0  # samples this process trained on
@@ -507,26 +558,27 @@ class Trainer:
     @staticmethod
     def _backward(loss: Tensor, group_losses: dict[str, Tensor], groups: dict[str, list[nn.Parameter]], scaler) -> None:
         """Gradients of the loss into the model's parameters and of each group's loss into that group's only."""
-        scale = scaler.scale if scaler.is_enabled() else (lambda value: value)  # fp16: scaled so that small gradients survive
-        if not group_losses:
-            scale(loss).backward()
+        if not group_losses:  # fp16: the scaler scales the loss so that small gradients survive; otherwise it passes it on
+            scaler.scale(loss).backward()
             return
         parts = [(loss, groups["model"]), *((value, groups[name]) for name, value in group_losses.items())]
         for i, (value, params) in enumerate(parts):
-            scale(value).backward(inputs=params, retain_graph=i < len(parts) - 1)
+            scaler.scale(value).backward(inputs=params, retain_graph=i < len(parts) - 1)
 
     def _evaluate(self, model: nn.Module, data: InMemory | OnDisk, team: Workers) -> dict[str, float]:
         """The loss terms on ``data`` in evaluation mode, each process taking its share, averaged over samples."""
         return mean_losses(model, data, team, lambda: self._autocast(next(model.parameters()).device))
 
-    def _checkpoint(self, run: Path, model, optimizer, shuffle, history: History, info: dict[str, Any], improved: bool, callbacks: list[Callback]) -> None:
+    @staticmethod
+    def _checkpoint(fit: "Fit", state: "RunState", improved: bool) -> None:
         """Write the epoch's files; the resume state goes last, as the commit point."""
-        weights = weights_bytes(model)
+        run, weights = fit.run, weights_bytes(fit.model)
         if improved:
             atomic_write(run / WEIGHTS, weights)
         atomic_write(run / LAST, weights)
-        atomic_write(run / METRICS, history.to_csv())
-        save_state(run / RESUME, model, optimizer, shuffle, info, callbacks)
+        atomic_write(run / METRICS, state.history.to_csv())
+        info = state.info(fit.scaler.get_scale() if fit.scaler.is_enabled() else None)
+        save_state(run / RESUME, fit.model, fit.optimizer, fit.shuffle, info, fit.callbacks)
 
 
 @torch.no_grad()
