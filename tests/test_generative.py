@@ -13,7 +13,8 @@ import torch
 from torch.distributions import Normal
 
 import aekit
-from aekit.checkpoint import CONFIG, model_config
+from aekit.checkpoint import model_config
+from aekit.runfiles import CONFIG
 from aekit.cli import main
 from aekit.errors import CheckpointError, ConfigError
 from aekit.losses import codebook_perplexity, free_bits_kl, importance_weighted_bound, kl_normal_standard, total_correlation_terms

@@ -12,7 +12,7 @@ from sklearn.decomposition import PCA
 import aekit
 from aekit.checkpoint import atomic_write
 from aekit.errors import CheckpointError, ConfigError, DataError, TrainingError
-from aekit.training.state import RESUME
+from aekit.runfiles import RESUME
 
 
 def digits_model(**options):
@@ -190,3 +190,41 @@ def test_resume_removes_temporary_files_left_by_a_killed_write(tmp_path):
     (tmp_path / "run" / ".resume.safetensors.abc123.tmp").write_bytes(b"half a checkpoint")
     aekit.fit(digits_model(), data, epochs=2, out=tmp_path / "run", resume=True, progress=False)
     assert not list((tmp_path / "run").glob("*.tmp")) and not list((tmp_path / "run").glob(".*.tmp"))
+
+
+def test_a_warm_up_restores_beta_when_training_raises():
+    model = aekit.get_model("vae", input_shape=(12,), code_size=2, hidden=(8,), beta=2.0)
+
+    class Fails(aekit.Callback):
+        def on_step_end(self, loop):
+            raise RuntimeError("a failure mid-epoch")
+
+    with pytest.raises(RuntimeError, match="mid-epoch"):
+        aekit.fit(model, torch.rand(32, 12), epochs=2, kl_warmup=2, callbacks=[Fails()], progress=False)
+    assert model.beta == 2.0  # the warm-up had set it near 0 for the step that failed
+
+
+def test_callback_state_is_saved_under_its_key_not_its_position(tmp_path):
+    from aekit.training.state import load_state, save_state
+
+    class Counter(aekit.Callback):
+        def __init__(self, key, value):
+            self.key, self.value = key, torch.tensor(float(value))
+
+        @property
+        def state_key(self):
+            return self.key
+
+        def state_dict(self):
+            return {"value": self.value}
+
+        def load_state_dict(self, state):
+            self.value = state["value"]
+
+    model = aekit.get_model("ae", input_shape=(4,), code_size=2, hidden=())
+    optimizer = torch.optim.Adam(model.parameters())
+    info = {"epoch": 1, "best": 1.0, "since_best": 0, "best_epoch": 1, "records": [{"epoch": 1, "train_loss": 1.0}]}
+    save_state(tmp_path / RESUME, model, optimizer, torch.Generator(), info, [Counter("a", 1), Counter("b", 2)])
+    restored = [Counter("b", 0), Counter("a", 0)]  # the other order: a list position would swap them
+    load_state(tmp_path / RESUME, model, optimizer, torch.Generator(), restored)
+    assert [c.value.item() for c in restored] == [2.0, 1.0]

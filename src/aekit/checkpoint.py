@@ -28,10 +28,9 @@ except ImportError:  # Windows: no advisory locks
     fcntl = None
 
 from .errors import AekitError, CheckpointError
+from .runfiles import CONFIG, LOCK, WEIGHTS
 from .registry import list_models, model_class
 
-CONFIG = "config.json"
-WEIGHTS = "model.safetensors"
 FORMAT_VERSION = 1
 
 
@@ -68,7 +67,6 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         os.close(dir_fd)
 
 
-LOCK = ".lock"
 _held: set[Path] = set()  # run folders this process has locked
 
 

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoint import CONFIG, LOCK, atomic_write, load, lock_run, model_config, read_json
+from .runfiles import CALIBRATION, CONFIG, DATA, LOCK, TRAINER
+from .checkpoint import atomic_write, load, lock_run, model_config, read_json
 from .data import Dataset, Scaling, load_dataset
 from .defaults import BATCH_SIZE, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_tabular, image_score, image_sizes
-from .runs import CALIBRATION, DATA, IN_MODEL, read_spec, run_data, warn_duplicate_ids
+from .runs import IN_MODEL, read_spec, run_data, warn_duplicate_ids
 from .errors import AekitError, CheckpointError, ConfigError, DataError
 from .losses import squared_error
 from .models.base import positive_int
@@ -40,7 +41,7 @@ from .data.stream import open_stream
 from .training import Trainer, evaluate_losses, seed_everything
 from .training.allocator import tune_allocator
 from .training.distributed import finish, rank_and_world
-from .training.trainer import TRAINER, check_seed, ensure_new_run
+from .training.trainer import check_seed, ensure_new_run
 
 
 

@@ -14,10 +14,9 @@ from .checkpoint import atomic_write, read_json
 from .data import Dataset, Scaling, load_dataset
 from .data.stream import StreamedDataset, open_stream
 from .errors import CheckpointError, DataError
+from .runfiles import CALIBRATION, DATA, RESULTS
+from .validation import finite_number
 
-DATA = "data.json"  # how the run's data was loaded, so later commands can load it the same way
-CALIBRATION = "calibration.json"  # anomaly scores of rows held out from training: the basis of saved thresholds
-RESULTS = "results"  # numbers (JSON) and pictures (PNG) of the application commands, for the report
 
 
 IN_MODEL = "in-model"  # data.json's scaling when the model scales raw rows itself (input_scaling)
@@ -52,7 +51,7 @@ def _spec_problem(spec: Any) -> str | None:
         return "stream must be true or false"
     scaling = spec.get("scaling")
     if scaling not in (None, IN_MODEL) and not (
-        isinstance(scaling, dict) and all(isinstance(scaling.get(k), list) and all(_is_number(v) for v in scaling[k]) for k in ("low", "high"))
+        isinstance(scaling, dict) and all(isinstance(scaling.get(k), list) and all(finite_number(v) for v in scaling[k]) for k in ("low", "high"))
         and len(scaling["low"]) == len(scaling["high"])
     ):
         return "scaling must hold lists low and high of numbers"
@@ -61,16 +60,12 @@ def _spec_problem(spec: Any) -> str | None:
         if not isinstance(rows, dict) or set(rows) - {"calibration_fraction", "members", "member_rows"}:
             return "rows must be an object of calibration_fraction, members and member_rows"
         fraction = rows.get("calibration_fraction")
-        if not (_is_number(fraction) and 0 <= fraction < 1):
+        if not (finite_number(fraction) and 0 <= fraction < 1):
             return "rows.calibration_fraction must be a number in [0, 1)"
         for key in ("members", "member_rows"):
             if rows.get(key) is not None and not (isinstance(rows[key], int) and not isinstance(rows[key], bool) and rows[key] >= 1):
                 return f"rows.{key} must be a positive integer"
     return None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def run_data(

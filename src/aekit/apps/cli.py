@@ -14,7 +14,8 @@ import torch
 from ..checkpoint import atomic_write, load, read_json
 from ..errors import CheckpointError, ConfigError, DataError
 from ..plotting import image_grid
-from ..runs import CALIBRATION, RESULTS, result_output, result_stem, run_data, save_result, warn_duplicate_ids
+from ..runfiles import CALIBRATION, RESULTS
+from ..runs import result_output, result_stem, run_data, save_result, warn_duplicate_ids
 from .common import reconstruct
 
 

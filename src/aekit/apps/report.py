@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..checkpoint import atomic_write, load, read_json
 from ..runs import RESULTS
-from ..training.trainer import METRICS
+from ..runfiles import CALIBRATION, CONFIG, METRICS, RECONSTRUCTIONS, TRAINER
 
 
 def _img(path_or_bytes: Path | bytes, alt: str, element_id: str) -> str:
@@ -91,8 +91,7 @@ def _number(text: str | None):
 
 def run_summary(run: Path, config: dict, records: list[dict[str, str]]) -> str:
     """The data set, the model's options, the training settings and the evaluation numbers, as tables."""
-    from ..runs import CALIBRATION, read_spec
-    from ..training.trainer import TRAINER
+    from ..runs import read_spec
 
     spec = read_spec(run)
     data = {key: spec.get(key) for key in ("dataset", "split", "label_column", "id_column", "ignore_columns", "image_size") if spec.get(key) is not None}
@@ -123,13 +122,13 @@ def write_report(run: str | Path, out: str | Path, samples: int = 32) -> Path:
     """Write the report of ``run`` to ``out``; images are embedded, so the page stands alone."""
     run = Path(run)
     model = load(run)
-    config = read_json(run / "config.json", "")
+    config = read_json(run / CONFIG, "")
     records = _metrics(run / METRICS)  # read once: the summary's numbers and the curves
     sections = [f'<h1 id="title">aekit run: {html.escape(run.name)}</h1>', run_summary(run, config, records)]
     if curves := training_curves(records):
         sections.append('<h2>Training curves</h2>' + _img(curves, "training curves", "training-curves"))
-    if (run / "reconstructions.png").exists():
-        sections.append("<h2>Reconstructions</h2>" + _img(run / "reconstructions.png", "inputs above reconstructions", "reconstructions"))
+    if (run / RECONSTRUCTIONS).exists():
+        sections.append("<h2>Reconstructions</h2>" + _img(run / RECONSTRUCTIONS, "inputs above reconstructions", "reconstructions"))
     results = run / RESULTS
     kept = sorted(results.glob("*.json"), key=_call_order) if results.is_dir() else []
     maps = [p.with_suffix(".png") for p in kept if p.stem.startswith("embed-") and p.with_suffix(".png").exists()]

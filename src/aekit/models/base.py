@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, DataError, suggest
+from ..validation import check_range, positive_int, positive_ints  # noqa: F401 (variants import them from here)
 from ..losses import RECONSTRUCTION_LOSSES, smoothed_squared_error
 from ..registry import register_model
 from .latents import PointCode
@@ -109,38 +110,6 @@ def scores_by_reconstruction(cls: type) -> bool:
     """True for a model class whose anomaly score is the base one (the reconstruction error, which
     ``score_smoothing`` may blur), not its own (a VAE's minus ELBO, the ensemble's)."""
     return getattr(cls, "anomaly_score", None) is Autoencoder.anomaly_score
-
-
-def positive_ints(name: str, values: Any) -> tuple[int, ...]:
-    """``values`` as a tuple of positive ints, or a :class:`ConfigError` naming ``name``."""
-    try:
-        out = tuple(int(v) for v in values)
-        exact = all(int(v) == v for v in values)
-    except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"{name} must be a sequence of positive integers, got {values!r}.") from None
-    if not exact or any(v <= 0 for v in out):
-        raise ConfigError(f"{name} must hold positive integers only, got {values!r}.")
-    return out
-
-
-def positive_int(name: str, value: Any) -> int:
-    """``value`` as a positive int, or a :class:`ConfigError` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or int(value) != value or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
-
-
-def check_range(name: str, value: Any, low: float, high: float | None = None, *, low_open: bool = False) -> float:
-    """``value`` as a float inside [low, high] (``(low, high]`` with ``low_open``), or a :class:`ConfigError`."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}.") from None
-    ok = (number > low if low_open else number >= low) and (high is None or number <= high) and math.isfinite(number)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}{']' if high is not None else ')'}"
-        raise ConfigError(f"{name} must be in {interval}, got {value!r}.")
-    return number
 
 
 def standard_scaling(x: Tensor) -> tuple[Tensor, Tensor]:

@@ -19,8 +19,8 @@ from torch import nn
 
 from ..checkpoint import atomic_write, load_weights, read_tensors
 from ..errors import CheckpointError
+from ..runfiles import RESUME
 
-RESUME = "resume.safetensors"
 
 
 def keyed(callbacks: Sequence[Any]) -> dict[str, Any]:

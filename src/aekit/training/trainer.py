@@ -24,16 +24,18 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..checkpoint import CONFIG, WEIGHTS, atomic_write, lock_run, model_config, read_tensors, remove_stale_temporaries, weights_bytes
+from ..runfiles import CONFIG, LAST, METRICS, RECONSTRUCTIONS, RESUME, TRAINER, WEIGHTS
+from ..checkpoint import atomic_write, lock_run, model_config, read_tensors, remove_stale_temporaries, weights_bytes
 from ..data import Dataset, check_finite
 from ..data.stream import StreamedDataset
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError, suggest
 from . import allocator
-from .callbacks import ActiveUnits, Callback, KLWarmup, LearningRateSchedule, Loop, WeightAverage, check_decay
+from ..validation import Check, kind, number, one_of, optional, whole
+from .callbacks import ActiveUnits, Callback, KLWarmup, LearningRateSchedule, Loop, WeightAverage
 from .distributed import Workers, local_device, rank_and_world, workers
 from .history import History
 from .samples import InMemory, OnDisk
-from .state import RESUME, load_state, save_state
+from .state import load_state, save_state
 
 # Adam's fused kernel updates every parameter in one pass: on this project's CPU it takes 0.5 ms
 # per step for a 1M-parameter MLP, against 5.6 ms for PyTorch's CPU default (benchmarks/speed.py).
@@ -47,9 +49,6 @@ SCHEDULES = {  # learning-rate factor as a function of training progress in [0, 
     "constant": lambda progress: 1.0,
     "cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)),
 }
-LAST = "last.safetensors"
-METRICS = "metrics.csv"
-TRAINER = "trainer.json"
 EVAL_BATCH = 1024
 MAX_SKIPS = 10  # with on_nonfinite="skip": non-finite batches skipped per epoch before giving up
 
@@ -110,14 +109,18 @@ class RunState:
         return info if grad_scale is None else {**info, "grad_scale": grad_scale}
 
 
+def holds(path: Path, content: bytes) -> bool:
+    """True when ``path`` is a regular file of exactly ``content`` (read no further than that)."""
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return f.read(len(content) + 1) == content
+
+
 def ensure_new_run(run: Path) -> None:
     """Refuse to start a run in a folder that already holds one: runs are never overwritten."""
     if (run / RESUME).exists() or (run / WEIGHTS).exists():
         raise CheckpointError(f"{run} already holds a training run; resume it (--resume) or choose another folder.")
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_seed(seed: object) -> int:
@@ -166,9 +169,13 @@ def as_samples(data: Dataset | Tensor | np.ndarray, name: str = "data") -> tuple
     return data, float(low), float(high)
 
 
-def setting(default: Any, help: str, **cli: Any) -> Any:
-    """A Trainer setting: its default and help text, from which the CLI makes its flag (``cli=False``: no flag)."""
-    return dataclasses.field(default=default, metadata={"help": help, **cli})
+def setting(default: Any, help: str, check: Check | None = None, **cli: Any) -> Any:
+    """A Trainer setting, declared once: its default, help text and check, from which the CLI makes its flag
+    (``choices=`` become its choices and its check; ``cli=False``: no flag). Without a check, the value must
+    have the default's type (true or false for a switch)."""
+    if check is None:
+        check = one_of(cli["choices"]) if "choices" in cli else kind(type(default))
+    return dataclasses.field(default=default, metadata={"help": help, "check": check, **cli})
 
 
 @dataclass
@@ -183,59 +190,31 @@ class Trainer:
     >>> history = Trainer(epochs=5, lr=1e-3).fit(model, data)   # doctest: +SKIP
     """
 
-    epochs: int = setting(50, "passes over the training data (with --resume, a new total)")
-    batch_size: int = setting(128, "samples per optimiser step")
-    lr: float = setting(1e-3, "learning rate")
-    weight_decay: float = setting(0.0, "L2 penalty of the optimiser")
+    epochs: int = setting(50, "passes over the training data (with --resume, a new total)", check=whole(1))
+    batch_size: int = setting(128, "samples per optimiser step", check=whole(1))
+    lr: float = setting(1e-3, "learning rate", check=number(0, low_open=True))
+    weight_decay: float = setting(0.0, "L2 penalty of the optimiser", check=number(0))
     optimizer: str = setting("adam", "adam, adamw or sgd (momentum 0.9)", choices=tuple(OPTIMIZERS))
     schedule: str = setting("constant", "learning rate: constant, or cosine decay to 0 over all steps", choices=tuple(SCHEDULES))
-    val_fraction: float = setting(0.1, "share of the data held out for validation when no validation data is given")
-    patience: int | None = setting(None, "early stopping: stop after this many epochs without a better validation loss (default: never)", type=int)
+    val_fraction: float = setting(0.1, "share of the data held out for validation when no validation data is given", check=number(0, 1, high_open=True))
+    patience: int | None = setting(None, "early stopping: stop after this many epochs without a better validation loss (default: never)", type=int, check=optional(whole(1)))
     restore_best: bool = setting(True, "end with the weights of the best epoch, not the last", cli=False)
-    pretrain_epochs: int = setting(5, "greedy layer-wise pretraining epochs per stage, for models built from stages (stacked)")
+    pretrain_epochs: int = setting(5, "greedy layer-wise pretraining epochs per stage, for models built from stages (stacked)", check=whole(0))
     binarize: bool = setting(False, "dynamic binarisation: draw binary data ~ Bernoulli(x) afresh for every batch")
-    kl_warmup: int = setting(0, "KL warm-up: a VAE's beta rises linearly from 0 to its value over this many epochs (Bowman et al. 2016)")
-    max_grad_norm: float | None = setting(None, "clip the gradients' total norm to this value before each step (default: no clipping)", type=float)
-    ema: float | None = setting(None, "keep an exponential moving average of the weights with this decay, e.g. 0.999, and end with it (default: off)", type=float)
+    kl_warmup: int = setting(0, "KL warm-up: a VAE's beta rises linearly from 0 to its value over this many epochs (Bowman et al. 2016)", check=whole(0))
+    max_grad_norm: float | None = setting(None, "clip the gradients' total norm to this value before each step (default: no clipping)", type=float, check=optional(number(0, low_open=True)))
+    ema: float | None = setting(None, "keep an exponential moving average of the weights with this decay, e.g. 0.999, and end with it (default: off)", type=float, check=optional(number(0, 1, low_open=True, high_open=True)))
     on_nonfinite: str = setting("stop", "a NaN/inf loss: stop with a clear error, or skip the batch and halve the learning rate", choices=("stop", "skip"))
-    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N", check=kind((str, torch.device)))
     precision: str = setting("fp32", "fp32, or mixed precision: bf16 (CPU or GPU), fp16 (GPU, with loss scaling)", choices=tuple(PRECISIONS))
     compile: bool = setting(False, "train through torch.compile(model): slower start, faster steps")
-    seed: int = setting(0, "seeds shuffling, the validation split, the weights and any noise a model draws")
-    progress: bool | str = setting(True, "True: a progress bar on a terminal, one line per epoch otherwise; 'lines': always lines; False: silent", cli=False)
+    seed: int = setting(0, "seeds shuffling, the validation split, the weights and any noise a model draws", check=lambda name, value: check_seed(value))
+    progress: bool | str = setting(True, "True: a progress bar on a terminal, one line per epoch otherwise; 'lines': always lines; False: silent", cli=False, check=one_of((True, False, "lines")))
     tune_allocator: bool = setting(True, "keep glibc's large buffers between steps instead of re-mapping them (training/allocator.py)", cli=False)
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.epochs, int) and self.epochs >= 1):
-            raise ConfigError(f"epochs must be a positive integer, got {self.epochs!r}.")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
-        if not (_is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"lr must be a positive number, got {self.lr!r}.")
-        if not (_is_number(self.weight_decay) and math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
-        if not (_is_number(self.val_fraction) and 0 <= self.val_fraction < 1):
-            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}.")
-        if self.patience is not None and not (isinstance(self.patience, int) and self.patience >= 1):
-            raise ConfigError(f"patience must be a positive integer or None, got {self.patience!r}.")
-        if not (isinstance(self.pretrain_epochs, int) and self.pretrain_epochs >= 0):
-            raise ConfigError(f"pretrain_epochs must be a non-negative integer, got {self.pretrain_epochs!r}.")
-        check_seed(self.seed)
-        if self.progress not in (True, False, "lines"):
-            raise ConfigError(f"progress must be True, False or 'lines', got {self.progress!r}.")
-        if self.on_nonfinite not in ("stop", "skip"):
-            raise ConfigError(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}.")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r}.{suggest(self.schedule, SCHEDULES)} Choose one of: {', '.join(SCHEDULES)}.")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r}.{suggest(self.precision, PRECISIONS)} Choose one of: {', '.join(PRECISIONS)}.")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}.{suggest(self.optimizer, OPTIMIZERS)} Choose one of: {', '.join(OPTIMIZERS)}.")
-        if not (isinstance(self.kl_warmup, int) and not isinstance(self.kl_warmup, bool) and self.kl_warmup >= 0):
-            raise ConfigError(f"kl_warmup is a number of epochs, 0 or more, got {self.kl_warmup!r}.")
-        if self.max_grad_norm is not None and not (_is_number(self.max_grad_norm) and math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
-            raise ConfigError(f"max_grad_norm must be a positive number or None, got {self.max_grad_norm!r}.")
-        check_decay(self.ema)
+        for f in dataclasses.fields(self):  # each setting's check is declared beside it
+            f.metadata["check"](f.name, getattr(self, f.name))
 
     @classmethod
     def from_settings(cls, settings: Any, source: Path) -> "Trainer":
@@ -316,8 +295,9 @@ class Trainer:
         writes = run is not None and team.is_main  # only rank 0 writes
         if writes:
             remove_stale_temporaries(run)  # left by a process killed while writing
-            atomic_write(run / CONFIG, json.dumps(model_config(model), indent=2))
-            atomic_write(run / TRAINER, json.dumps(dataclasses.asdict(self), indent=2))
+            for name, text in ((CONFIG, json.dumps(model_config(model), indent=2)), (TRAINER, json.dumps(dataclasses.asdict(self), indent=2))):
+                if not holds(run / name, text.encode()):  # the CLI wrote them first: each file is written once
+                    atomic_write(run / name, text)
         callbacks = [*self.callbacks(model), *extra]
         state = RunState.resumed(run, model, optimizer, shuffle, callbacks, team, self.seed) if resume and run is not None and (run / RESUME).exists() else RunState()
         for group in optimizer.param_groups:  # schedules scale base_lr; skipped batches halve it
@@ -413,11 +393,11 @@ class Trainer:
         """``reconstructions.png`` for grey or RGB images."""
         shape = getattr(model, "input_shape", ())
         if len(shape) == 3 and shape[0] not in (1, 3):
-            print(f"aekit: samples of shape {shape} are not grey or RGB images: no reconstructions.png", file=sys.stderr)
+            print(f"aekit: samples of shape {shape} are not grey or RGB images: no {RECONSTRUCTIONS}", file=sys.stderr)
         elif len(shape) == 3:
             from ..plotting import reconstruction_grid
 
-            reconstruction_grid(model, shown.batch(torch.arange(min(8, len(shown)))), run / "reconstructions.png")
+            reconstruction_grid(model, shown.batch(torch.arange(min(8, len(shown)))), run / RECONSTRUCTIONS)
 
     def _forward(self, model: nn.Module, team: Workers, device: torch.device) -> tuple[nn.Module, nn.Module]:
         """What a training step calls: the model, wrapped for several processes, compiled on request.

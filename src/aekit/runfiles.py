@@ -1,0 +1,19 @@
+"""Every file name of a run folder, in one place (as diffusers keeps its saved folder's names in one module).
+
+A run folder holds what ``aekit train`` (or ``fit(..., out=RUN)``) wrote; the
+README's table describes each file. Nothing else in aekit spells these names.
+"""
+
+from __future__ import annotations
+
+CONFIG = "config.json"  # the model's registered name and constructor options: rebuilds the model
+WEIGHTS = "model.safetensors"  # the best epoch's weights
+LAST = "last.safetensors"  # the weights after the last finished epoch
+RESUME = "resume.safetensors"  # weights, optimizer state, generators, epoch and history, for --resume
+METRICS = "metrics.csv"  # one row per epoch: every loss term, scalar, learning rate, seconds
+TRAINER = "trainer.json"  # the training settings
+DATA = "data.json"  # how the run's data was loaded, so later commands can load it the same way
+CALIBRATION = "calibration.json"  # anomaly scores of rows held out from training: the basis of saved thresholds
+RECONSTRUCTIONS = "reconstructions.png"  # inputs above their reconstructions (images)
+RESULTS = "results"  # numbers (JSON) and pictures (PNG) of the application commands, for the report
+LOCK = ".lock"  # held (flock) while a process trains into the folder
