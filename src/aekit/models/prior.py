@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .base import AEOutput
+
 
 class CodePrior(nn.Module):
     """``p(k) = prod_i p(k_i | k_<i)`` over the ``positions`` code indices of a map in raster order.
@@ -36,6 +38,18 @@ class CodePrior(nn.Module):
         self.head = nn.Linear(width, codebook_size)
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))  # set once it has seen training codes
         self.register_buffer("causal", nn.Transformer.generate_square_subsequent_mask(positions), persistent=False)
+
+    def as_batch(self, x: Tensor) -> Tensor:
+        """Code maps ``(batch, positions)`` (or ``(batch, h, w)``) of indices, as the trainer hands them (float), as longs."""
+        return x.reshape(len(x), self.positions).long()
+
+    def forward(self, indices: Tensor) -> AEOutput:
+        """The prior as a model the one training loop fits on code maps: its loss is ``-log p(k)`` in nats per map."""
+        indices = self.as_batch(indices)
+        if self.training:
+            self.fitted.fill_(True)
+        nll = self.nll(indices).mean()
+        return AEOutput(x_hat=indices, z=indices, losses={"prior": nll}, loss=nll)
 
     def logits(self, indices: Tensor) -> Tensor:
         """``(batch, n)`` indices (``n <= positions``) -> ``(batch, n, codebook_size)`` logits of each position given those before it."""

@@ -62,15 +62,14 @@ class VQVAE(Autoencoder):
     ``||z_e - sg(z_q)||^2``; the codebook's perplexity (effective number of codes used) is logged.
 
     Sampling: an autoregressive prior over the map's code indices
-    (:class:`~aekit.models.prior.CodePrior`, a small causal transformer, as
-    the paper's PixelCNN) trains in the same loop, on every batch's codes, as its
-    own parameter group (its ``prior`` term, nats per map, is logged and not
-    part of the model's loss). :meth:`sample` draws code maps from it and decodes
-    them. A model saved before the prior existed samples each position's code
-    independently from the moving average of its frequencies, as it did then.
+    (:class:`~aekit.models.prior.CodePrior`, a small causal transformer, in the
+    role of the paper's PixelCNN) is fitted after training on the training
+    samples' final codes, by the same training loop (the trainer's ``prior_epochs``);
+    :meth:`sample` draws code maps from it and decodes them. A model saved
+    before the prior existed samples each position's code independently from
+    the moving average of its frequencies, as it did then.
     """
 
-    loss_groups = {"prior": "prior"}
     optional_weights = ("prior.",)
 
     def __init__(
@@ -81,7 +80,7 @@ class VQVAE(Autoencoder):
         decay: float = 0.99,
         restart_below: float = 0.01,
         positions: int = 16,
-        prior_width: int = 128,
+        prior_width: int = 64,
         prior_layers: int = 2,
         hidden: Sequence[int] | None = None,
         **options: Any,
@@ -119,8 +118,9 @@ class VQVAE(Autoencoder):
         return self.architecture.map_decoder(self, self.code_size, self.positions)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The autoencoder's parameters: the prior is fitted afterwards, on the final codes (:meth:`code_indices`)."""
         prior = {id(p) for p in self.prior.parameters()}
-        return {"model": [p for p in self.parameters() if id(p) not in prior], "prior": list(self.prior.parameters())}
+        return {"model": [p for p in self.parameters() if id(p) not in prior]}
 
     def latent(self, h: Tensor) -> Quantized:
         b, _, height, width = h.shape
@@ -138,10 +138,17 @@ class VQVAE(Autoencoder):
         usage = torch.bincount(indices, minlength=self.codebook_size).to(h.dtype)
         return Quantized(h, z_q, indices.reshape(b, height, width), usage)
 
+    @torch.no_grad()
+    def code_indices(self, x: Tensor, batch_size: int = 1024) -> Tensor:
+        """The code maps of samples ``x`` as indices ``(n, h * w)``: what :attr:`prior` models."""
+        was_training = self.training
+        self.eval()
+        out = torch.cat([self.latent(self.encoder(self.scale(self.as_batch(x[i : i + batch_size])))).indices.flatten(1) for i in range(0, len(x), batch_size)])
+        self.train(was_training)
+        return out
+
     def regularizers(self, x: Tensor, z: Tensor, q: Quantized) -> dict[str, Tensor]:
-        if self.training:
-            self.prior.fitted.fill_(True)
-        return {"commitment": self.commitment * q.commitment().mean(), "prior": self.prior.nll(q.indices.flatten(1)).mean()}
+        return {"commitment": self.commitment * q.commitment().mean()}
 
     @torch.no_grad()
     def _update(self, flat: Tensor, indices: Tensor) -> None:

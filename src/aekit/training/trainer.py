@@ -200,6 +200,7 @@ class Trainer:
     patience: int | None = setting(None, "early stopping: stop after this many epochs without a better validation loss (default: never)", type=int, check=optional(whole(1)))
     restore_best: bool = setting(True, "end with the weights of the best epoch, not the last", cli=False)
     pretrain_epochs: int = setting(5, "greedy layer-wise pretraining epochs per stage, for models built from stages (stacked)", check=whole(0))
+    prior_epochs: int = setting(10, "after training, epochs that fit a VQ-VAE's prior on the training set's final codes (it also trains beside the model throughout)", check=whole(0))
     binarize: bool = setting(False, "dynamic binarisation: draw binary data ~ Bernoulli(x) afresh for every batch")
     kl_warmup: int = setting(0, "KL warm-up: a VAE's beta rises linearly from 0 to its value over this many epochs (Bowman et al. 2016)", check=whole(0))
     max_grad_norm: float | None = setting(None, "clip the gradients' total norm to this value before each step (default: no clipping)", type=float, check=optional(number(0, low_open=True)))
@@ -329,6 +330,8 @@ class Trainer:
                 callback.on_fit_end(loop)
         if self.restore_best and state.history.best_epoch:
             model.load_state_dict(state.best_weights)
+        if self.prior_epochs and hasattr(model, "code_indices") and isinstance(train_data, InMemory):
+            self._fit_prior(model, train_data.x, run if writes else None)
         model.eval()
         if writes:
             self._draw_reconstructions(model, shown, run)
@@ -466,6 +469,19 @@ class Trainer:
             with torch.no_grad():
                 h = torch.cat([stage.encode(h[i : i + EVAL_BATCH]) for i in range(0, len(h), EVAL_BATCH)])
         model.load_stages(stages)
+
+    def _fit_prior(self, model: nn.Module, x_train: Tensor, run: Path | None) -> None:
+        """Fit the model's prior on the training samples' codes, as they are after training (a VQ-VAE's).
+
+        The prior trains beside the model on every batch's codes, which move while the encoder and codebook
+        learn; these epochs fit it to the codes the decoder will be given. The run's best weights then hold it.
+        """
+        stage = dataclasses.replace(self, epochs=self.prior_epochs, patience=None, pretrain_epochs=0, prior_epochs=0, kl_warmup=0, ema=None)
+        if self.progress:
+            print(f"aekit: fitting the prior over the code maps of {len(x_train)} training samples for {self.prior_epochs} epochs", file=sys.stderr)
+        stage.fit(model.prior, model.code_indices(x_train).float())
+        if run is not None:
+            atomic_write(run / WEIGHTS, weights_bytes(model))
 
     def _autocast(self, device: torch.device):
         dtype = PRECISIONS[self.precision]
