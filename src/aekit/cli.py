@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import math
 import io
 import signal
 import threading
@@ -25,7 +24,7 @@ from . import __version__
 from .runfiles import CALIBRATION, CONFIG, DATA, LOCK, TRAINER
 from .checkpoint import atomic_write, load, lock_run, model_config, read_json
 from .data import Dataset, Scaling, load_dataset
-from .defaults import BATCH_SIZE, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_tabular, image_score, image_sizes
+from .defaults import BATCH_SIZE, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_images, fill_tabular, row_loss
 from .runs import IN_MODEL, read_spec, run_data, warn_duplicate_ids
 from .errors import AekitError, CheckpointError, ConfigError, DataError
 from .losses import squared_error
@@ -110,8 +109,7 @@ def _tabular_setup(args: argparse.Namespace, data: Dataset, options: dict[str, A
     cls = model_class(name)
     chosen = [] if args.model else ["model ensemble (an ensemble of small autoencoders; --model ae for one)"]
     if "input_scaling" not in getattr(cls, "fixed_options", {}) and options.get("loss") not in UNIT_INTERVAL_LOSSES and options.get("input_scaling", "standard") is not None:
-        if getattr(cls, "requires_likelihood", False):
-            options.setdefault("loss", "gaussian")
+        options.setdefault("loss", row_loss(cls))
         scaling: str | dict | None = IN_MODEL
     else:
         options["input_scaling"] = None  # the data is min-max scaled instead
@@ -120,14 +118,6 @@ def _tabular_setup(args: argparse.Namespace, data: Dataset, options: dict[str, A
         scaling = fitted.to_json()
     chosen += fill_tabular(cls, data.shape[0], options)  # sized from the data, not the image defaults
     return name, data, scaling, chosen
-
-
-def builds_mlp(cls: type, options: dict[str, Any], input_shape: tuple[int, ...]) -> bool:
-    """True for a model made of the architecture's MLP with free sizes (not on conv, not the ensemble, linear or recirculation)."""
-    from .models import Autoencoder
-
-    architecture = options.get("architecture") or cls.preferred_architecture(input_shape)
-    return architecture == "mlp" and getattr(cls, "make_encoder", None) is Autoencoder.make_encoder and not getattr(cls, "fixed_options", None)
 
 
 def _calibrate(run: Path, model, data: Dataset, calibration: np.ndarray) -> None:
@@ -228,11 +218,7 @@ def _train(args: argparse.Namespace) -> None:
         name, data, scaling, chosen = _tabular_setup(args, data, options)
     else:
         name = args.model or "ae"
-        if builds_mlp(model_class(name), options, data.shape) and not {"hidden", "code_size", "activation"} & set(options):  # sized from the image
-            options.update(image_sizes(math.prod(data.shape)))
-            chosen.append(f"hidden {'-'.join(map(str, options['hidden']))}; code_size {options['code_size']}; activation elu")
-        if len(data.shape) >= 2:
-            chosen += image_score(model_class(name), options)
+        chosen += fill_images(model_class(name), data.shape, options)  # sized from the images
     model_class(name)  # an unknown model name fails before anything is written
     ensemble_defaults = tabular and name == "ensemble"
     plan = None

@@ -74,6 +74,32 @@ def image_score(cls: type, options: dict[str, object]) -> list[str]:
     return ["anomaly score: squared error of the residual blurred by 1 pixel (--option score_smoothing=0: plain)"]
 
 
+def builds_mlp(cls: type, options: dict[str, object], input_shape: tuple[int, ...]) -> bool:
+    """True for a model made of the architecture's MLP with free sizes (not on conv, not the ensemble, linear or recirculation)."""
+    from .models import Autoencoder
+
+    architecture = options.get("architecture") or cls.preferred_architecture(input_shape)
+    return architecture == "mlp" and getattr(cls, "make_encoder", None) is Autoencoder.make_encoder and not getattr(cls, "fixed_options", None)
+
+
+def fill_images(cls: type, input_shape: tuple[int, ...], options: dict[str, object]) -> list[str]:
+    """Fill in what ``options`` leave open for model ``cls`` on images of ``input_shape``: an MLP's sizes from
+    the pixel count (:func:`image_sizes`) and the blurred-residual anomaly score (:func:`image_score`).
+    Returns what the model will use, in words (the CLI prints it)."""
+    chosen: list[str] = []
+    if builds_mlp(cls, options, input_shape) and not {"hidden", "code_size", "activation"} & set(options):
+        options.update(image_sizes(math.prod(input_shape)))
+        chosen.append(f"hidden {'-'.join(map(str, options['hidden']))}; code_size {options['code_size']}; activation elu")
+    if len(input_shape) >= 2:
+        chosen += image_score(cls, options)
+    return chosen
+
+
+def row_loss(cls: type) -> str:
+    """The reconstruction loss for unbounded rows: the squared error, as a Gaussian likelihood for models that need one (VAEs)."""
+    return "gaussian" if getattr(cls, "requires_likelihood", False) else "mse"
+
+
 def batch_size_for(n_samples: int, steps_per_epoch: int = 50, largest: int = 128, smallest: int = 16) -> int:
     """A batch size (a power of two) that gives an epoch about ``steps_per_epoch`` steps, within [smallest, largest].
 

@@ -23,7 +23,7 @@ from .apps.common import batched
 from .apps.detect import anomaly_scores, check_rate, conformal_pvalues, conformal_threshold, feature_contributions
 from .checkpoint import atomic_write, load, read_json, save
 from .errors import CheckpointError, ConfigError
-from .defaults import BATCH_SIZE, LR, MEMBER_ROWS, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, fill_tabular
+from .defaults import BATCH_SIZE, LR, MEMBER_ROWS, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, fill_tabular, row_loss
 from .registry import get_model, model_class
 from .training import History, Trainer
 
@@ -79,7 +79,7 @@ class _AutoencoderEstimator(BaseEstimator):
     def _model_options(self, n_features: int, sizes: dict[str, Any]) -> dict[str, Any]:
         cls = model_class(self.model)
         # unbounded data: a squared error, as a Gaussian likelihood for models that need one (the VAE)
-        loss = self.loss or ("gaussian" if getattr(cls, "requires_likelihood", False) else "mse")
+        loss = self.loss or row_loss(cls)
         options = {"input_shape": (n_features,), **sizes, "activation": self.activation, "loss": loss, "output_activation": self.output_activation}
         fixed = getattr(cls, "fixed_options", {})  # a model with fixed layers (linear, recirculation) sets these itself
         return {**{k: v for k, v in options.items() if k not in fixed}, **(self.model_options or {})}

@@ -148,7 +148,7 @@ def write_scores(path: Path, result, data, model, contributions, top: int = 3) -
 
 
 def cmd_protocol(args):
-    from ..defaults import image_score
+    from ..defaults import fill_images
     from ..registry import model_class
     from ..training import Trainer
     from .protocols import mnist_one_class, odds
@@ -159,7 +159,7 @@ def cmd_protocol(args):
             options[key] = getattr(args, key)
     trainer = Trainer(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, val_fraction=0.0, progress=not args.no_progress)
     if args.name == "mnist-one-class":
-        image_score(model_class(args.model), options)  # as aekit train on images: the blurred residual
+        fill_images(model_class(args.model), (1, 28, 28), options)  # sized as aekit train sizes them
         result = mnist_one_class(args.digits, args.model, options, trainer, args.data_dir)
         numbers = {"protocol": "mnist-one-class", "model": args.model, "roc_auc": result.roc_auc, "mean_roc_auc": result.mean_roc_auc}
     else:

@@ -12,9 +12,22 @@ BATCH = 1024
 
 
 @torch.no_grad()
-def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = BATCH) -> Tensor:
-    """``fn`` over ``x`` in batches, concatenated."""
-    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = BATCH, *, padded: bool = False) -> Tensor:
+    """``fn`` over ``x`` in batches, concatenated.
+
+    With ``padded``, every batch has exactly ``batch_size`` rows (the last one filled with copies of its first
+    row, whose results are dropped): a matrix product's rounding can depend on its number of rows, so a
+    sample's result then never depends on how many samples came with it.
+    """
+    parts = []
+    for i in range(0, len(x), batch_size):
+        chunk = x[i : i + batch_size]
+        if padded and len(chunk) < batch_size:
+            filler = chunk[:1].expand(batch_size - len(chunk), *chunk.shape[1:])
+            parts.append(fn(torch.cat([chunk, filler]))[: len(chunk)])
+        else:
+            parts.append(fn(chunk))
+    return torch.cat(parts)
 
 
 def device_of(model: nn.Module) -> torch.device:

@@ -31,6 +31,9 @@ def as_rows(x: Any, name: str = "X") -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
+SCORE_BATCH = 256  # scores are computed in batches of exactly this many rows: a row's score never depends on the others
+
+
 def anomaly_scores(model: nn.Module, x: Any, seed: int = 0) -> np.ndarray:
     """One score per sample, higher = more anomalous: the model's :meth:`anomaly_score`.
 
@@ -46,7 +49,7 @@ def anomaly_scores(model: nn.Module, x: Any, seed: int = 0) -> np.ndarray:
     rows = as_rows(x)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # a VAE's score is sampled: seeded, it is the same on every call
-        return batched(lambda b: model.anomaly_score(b.to(device)).cpu(), rows).double().numpy()
+        return batched(lambda b: model.anomaly_score(b.to(device)).cpu(), rows, SCORE_BATCH, padded=True).double().numpy()
 
 
 def feature_contributions(model: nn.Module, x: Any) -> np.ndarray:
