@@ -218,7 +218,9 @@ def test_vae_gan_terms_reach_the_parameters_larsen_et_al_assign_them():
 
     assert reaches("adversarial") >= {"decoder"} and "encoder" not in reaches("adversarial")  # prior draws: the decoder only
     assert reaches("feature_reconstruction") >= {"encoder", "decoder"}
-    assert reaches("discriminator") == {"discriminator"}  # images detached from the generator
+    # the discriminator's term is its own group's: the trainer applies it to the discriminator's parameters only
+    assert set(out.group_losses) == {"discriminator"} and torch.equal(out.group_losses["discriminator"], out.losses["discriminator"])
+    assert "discriminator" in reaches("discriminator")
     assert set(out.group_losses) == {"discriminator"} and model.parameter_groups()["discriminator"] == parts["discriminator"]
     feats_real, _ = model.judge(torch.rand(2, *IMAGE))
-    assert feats_real.shape == (2, 4 * 3 * 3)  # the discriminator's last hidden layer: the conv map, flattened
+    assert feats_real.shape == (2, 512)  # the discriminator's last hidden layer: on conv, 512 units unless hidden is given

@@ -228,3 +228,13 @@ def test_callback_state_is_saved_under_its_key_not_its_position(tmp_path):
     restored = [Counter("b", 0), Counter("a", 0)]  # the other order: a list position would swap them
     load_state(tmp_path / RESUME, model, optimizer, torch.Generator(), restored)
     assert [c.value.item() for c in restored] == [2.0, 1.0]
+
+
+def test_fit_documents_every_trainer_setting_and_every_setting_has_a_check():
+    import dataclasses
+
+    for f in dataclasses.fields(aekit.Trainer):
+        assert f"``{f.name}``" in aekit.fit.__doc__, f.name
+        assert callable(f.metadata["check"]) and f.metadata["help"], f.name
+    with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
+        aekit.Trainer(batch_size=True)  # a bool is not a size

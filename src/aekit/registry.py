@@ -25,7 +25,7 @@ def register_model(name: str) -> Callable[[M], M]:
     --------
     >>> @register_model("my-ae")            # doctest: +SKIP
     ... class MyAutoencoder(Autoencoder):
-    ...     def regularizers(self, x, z): ...
+    ...     def regularizers(self, x, z, q): ...
     """
 
     def decorator(cls: M) -> M:

@@ -12,7 +12,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from torch import Tensor, nn
 
 from ..errors import ConfigError, DataError
-from .common import batched, device_of
+from .common import BATCH, batched, device_of
 
 
 def as_rows(x: Any, name: str = "X") -> Tensor:
@@ -31,7 +31,7 @@ def as_rows(x: Any, name: str = "X") -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
-SCORE_BATCH = 256  # scores are computed in batches of exactly this many rows: a row's score never depends on the others
+SCORE_BATCH = 256  # deterministic scores are computed in batches of exactly this many rows: a row's score never depends on the others
 
 
 def anomaly_scores(model: nn.Module, x: Any, seed: int = 0) -> np.ndarray:
@@ -49,7 +49,10 @@ def anomaly_scores(model: nn.Module, x: Any, seed: int = 0) -> np.ndarray:
     rows = as_rows(x)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # a VAE's score is sampled: seeded, it is the same on every call
-        return batched(lambda b: model.anomaly_score(b.to(device)).cpu(), rows, SCORE_BATCH, padded=True).double().numpy()
+        # A sampled score (a VAE's) keeps unpadded batches: padding would move every row's noise, and with it
+        # the scores of runs saved by earlier versions.
+        padded = not getattr(model, "sampled_score", False)
+        return batched(lambda b: model.anomaly_score(b.to(device)).cpu(), rows, SCORE_BATCH if padded else BATCH, padded=padded).double().numpy()
 
 
 def feature_contributions(model: nn.Module, x: Any) -> np.ndarray:

@@ -40,6 +40,7 @@ class VariationalAutoencoder(GaussianPrior, Autoencoder):
     code_factor = 2  # the encoder emits a mean and a log-variance per code unit
     requires_likelihood = True
     scalars = ("beta",)
+    sampled_score = True  # anomaly_score draws codes: a row's score depends on where it sits in its batch
 
     def __init__(self, beta: float = 1.0, free_bits: float = 0.0, loss: str = "bernoulli", **options: Any) -> None:
         super().__init__(loss=loss, **options)

@@ -50,6 +50,7 @@ SCHEDULES = {  # learning-rate factor as a function of training progress in [0, 
     "cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)),
 }
 EVAL_BATCH = 1024
+PRIOR_BATCH = 256  # the smallest batch of the prior fitted after training (Trainer._fit_prior)
 MAX_SKIPS = 10  # with on_nonfinite="skip": non-finite batches skipped per epoch before giving up
 
 
@@ -200,7 +201,7 @@ class Trainer:
     patience: int | None = setting(None, "early stopping: stop after this many epochs without a better validation loss (default: never)", type=int, check=optional(whole(1)))
     restore_best: bool = setting(True, "end with the weights of the best epoch, not the last", cli=False)
     pretrain_epochs: int = setting(5, "greedy layer-wise pretraining epochs per stage, for models built from stages (stacked)", check=whole(0))
-    prior_epochs: int = setting(10, "after training, epochs that fit a VQ-VAE's prior on the training set's final codes (it also trains beside the model throughout)", check=whole(0))
+    prior_epochs: int = setting(3, "after training, epochs that fit a VQ-VAE's autoregressive prior on the training set's final codes", check=whole(0))
     binarize: bool = setting(False, "dynamic binarisation: draw binary data ~ Bernoulli(x) afresh for every batch")
     kl_warmup: int = setting(0, "KL warm-up: a VAE's beta rises linearly from 0 to its value over this many epochs (Bowman et al. 2016)", check=whole(0))
     max_grad_norm: float | None = setting(None, "clip the gradients' total norm to this value before each step (default: no clipping)", type=float, check=optional(number(0, low_open=True)))
@@ -476,7 +477,13 @@ class Trainer:
         The prior trains beside the model on every batch's codes, which move while the encoder and codebook
         learn; these epochs fit it to the codes the decoder will be given. The run's best weights then hold it.
         """
-        stage = dataclasses.replace(self, epochs=self.prior_epochs, patience=None, pretrain_epochs=0, prior_epochs=0, kl_warmup=0, ema=None)
+        # A transformer over short code sequences uses the CPU better in larger batches (an epoch in half the
+        # time at 256 than at 128); the learning rate grows with the batch (the linear scaling rule).
+        batch_size = max(self.batch_size, PRIOR_BATCH)
+        stage = dataclasses.replace(
+            self, epochs=self.prior_epochs, batch_size=batch_size, lr=self.lr * batch_size / self.batch_size,
+            patience=None, pretrain_epochs=0, prior_epochs=0, kl_warmup=0, ema=None,
+        )
         if self.progress:
             print(f"aekit: fitting the prior over the code maps of {len(x_train)} training samples for {self.prior_epochs} epochs", file=sys.stderr)
         stage.fit(model.prior, model.code_indices(x_train).float())
@@ -613,9 +620,11 @@ def fit(model: nn.Module, data, *, val_data=None, out=None, resume: bool = False
     data : Dataset, Tensor or ndarray
         Training samples, shape ``(n, *input_shape)``.
     **settings
-        :class:`Trainer` settings: ``epochs``, ``batch_size``, ``lr``,
-        ``weight_decay``, ``optimizer``, ``val_fraction``, ``patience``,
-        ``device``, ``seed``, ``progress``.
+        Any :class:`Trainer` setting (each field there has its default and help text): ``epochs``,
+        ``batch_size``, ``lr``, ``weight_decay``, ``optimizer``, ``schedule``, ``val_fraction``,
+        ``patience``, ``restore_best``, ``pretrain_epochs``, ``prior_epochs``, ``binarize``, ``kl_warmup``,
+        ``max_grad_norm``, ``ema``, ``on_nonfinite``, ``device``, ``precision``, ``compile``, ``seed``,
+        ``progress``, ``tune_allocator``.
 
     Returns
     -------
