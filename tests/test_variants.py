@@ -364,7 +364,7 @@ def test_unrolled_stack_equals_the_composition_of_its_shallow_stages():
     trainer = aekit.Trainer(pretrain_epochs=3, progress=False)
     stages = model.layerwise_stages()
     model.load_stages(stages)  # untrained, to check the mapping alone
-    trainer._pretrain(model, x)  # trains fresh stages and loads them
+    model.pretrain(x, trainer.stage(trainer.pretrain_epochs).fit)  # trains fresh stages and loads them
 
     def composed(stages, x):
         h = x
@@ -384,7 +384,7 @@ def test_unrolled_stack_equals_the_composition_of_its_shallow_stages():
 
     original = model2.layerwise_stages
     model2.layerwise_stages = lambda: keep(original())
-    trainer._pretrain(model2, x)
+    model2.pretrain(x, trainer.stage(trainer.pretrain_epochs).fit)
     with torch.no_grad():
         torch.testing.assert_close(model2.eval()(x).x_hat, composed(trained, x))
         assert not torch.allclose(model2(x).x_hat, aekit.get_model("stacked", input_shape=(64,), code_size=4, hidden=(32, 16))(x).x_hat)

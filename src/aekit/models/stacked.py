@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from torch import nn
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
 
 from ..registry import register_model
 from .base import Autoencoder
@@ -16,10 +20,11 @@ def linear_layers(module: nn.Module) -> list[nn.Linear]:
 class StackedAutoencoder(Autoencoder):
     """A deep MLP autoencoder pretrained greedily, one shallow autoencoder per layer, then fine-tuned.
 
-    The :class:`~aekit.Trainer` trains the shallow autoencoders of
-    :meth:`layerwise_stages` in turn (each on the codes of the one before,
-    for ``pretrain_epochs`` epochs), copies their weights in with
-    :meth:`load_stages`, then fine-tunes the unrolled network end to end.
+    Before its first epoch the :class:`~aekit.Trainer` calls :meth:`pretrain`,
+    which trains the shallow autoencoders of :meth:`layerwise_stages` in turn
+    through the one training loop (each on the codes of the one before, for
+    ``pretrain_epochs`` epochs) and copies their weights in with
+    :meth:`load_stages`; the trainer then fine-tunes the unrolled network end to end.
     """
 
     architectures = ("mlp",)
@@ -41,6 +46,16 @@ class StackedAutoencoder(Autoencoder):
             )
             for i in range(last + 1)
         ]
+
+    def pretrain(self, x: Tensor, fit: Callable[[nn.Module, Tensor], Any]) -> None:
+        """Greedy layer-wise pretraining on samples ``x``: ``fit(stage, data)`` (the one training loop, with the
+        trainer's stage settings) trains each stage on the codes of the one before; then the stages are unrolled."""
+        stages, h = self.layerwise_stages(), self.scale(x)  # the first stage sees what the model will
+        for stage in stages:
+            fit(stage, h)
+            with torch.no_grad():
+                h = torch.cat([stage.eval().encode(h[i : i + 1024]) for i in range(0, len(h), 1024)])
+        self.load_stages(stages)
 
     def load_stages(self, stages: list[Autoencoder]) -> None:
         """Unroll trained stages: stage i's encoder layer is encoder layer i, its decoder layer is decoder layer -1-i."""

@@ -304,8 +304,8 @@ class Trainer:
         state = RunState.resumed(run, model, optimizer, shuffle, callbacks, team, self.seed) if resume and run is not None and (run / RESUME).exists() else RunState()
         for group in optimizer.param_groups:  # schedules scale base_lr; skipped batches halve it
             group.setdefault("base_lr", group["lr"])
-        if state.epoch == 0 and self.pretrain_epochs and hasattr(model, "layerwise_stages"):
-            self._pretrain(model, train_data.x)
+        if state.epoch == 0 and self.pretrain_epochs and hasattr(model, "pretrain"):  # greedy layer-wise (stacked)
+            model.pretrain(train_data.x, self.stage(self.pretrain_epochs).fit)
         state.best_weights = read_tensors(run / WEIGHTS) if state.epoch and (run / WEIGHTS).exists() else model.state_dict()
         state.best_weights = {k: v.detach().to(device).clone() for k, v in state.best_weights.items()}
         shown = val_data_ if len(val_data_) else train_data
@@ -353,7 +353,7 @@ class Trainer:
 
     def _adapt(self, model: nn.Module, train_data: InMemory | OnDisk) -> None:
         """Fit what the model learns from the data before training (its input scaling; a resumed run restores it)."""
-        if self.pretrain_epochs and hasattr(model, "layerwise_stages") and not isinstance(train_data, InMemory):
+        if self.pretrain_epochs and hasattr(model, "pretrain") and not isinstance(train_data, InMemory):
             raise ConfigError("layer-wise pretraining needs the data in memory; stream it with pretrain_epochs=0, or load it.")
         if isinstance(train_data, InMemory) and hasattr(model, "adapt"):
             model.adapt(train_data.x)
@@ -461,15 +461,10 @@ class Trainer:
         if self.binarize and not in_unit_interval:
             raise DataError(f"binarize=True draws Bernoulli(x), which needs data in [0, 1]; it ranges over [{low:.3g}, {high:.3g}].")
 
-    def _pretrain(self, model: nn.Module, x_train: Tensor) -> None:
-        """Greedy layer-wise pretraining: train each stage on the codes of the one before, then unroll."""
-        stage_trainer = dataclasses.replace(self, epochs=self.pretrain_epochs, patience=None, pretrain_epochs=0, kl_warmup=0, ema=None)
-        stages, h = model.layerwise_stages(), model.scale(x_train)  # the first stage sees what the model will
-        for stage in stages:
-            stage_trainer.fit(stage, h)
-            with torch.no_grad():
-                h = torch.cat([stage.encode(h[i : i + EVAL_BATCH]) for i in range(0, len(h), EVAL_BATCH)])
-        model.load_stages(stages)
+    def stage(self, epochs: int, **settings: Any) -> "Trainer":
+        """These settings for an auxiliary fit (a stacked model's layer-wise stage, a VQ-VAE's prior): ``epochs``
+        epochs, no early stopping, schedules or weight averaging of its own, and no stages in turn."""
+        return dataclasses.replace(self, epochs=epochs, patience=None, pretrain_epochs=0, prior_epochs=0, kl_warmup=0, ema=None, **settings)
 
     def _fit_prior(self, model: nn.Module, x_train: Tensor, run: Path | None) -> None:
         """Fit the model's prior on the training samples' codes, as they are after training (a VQ-VAE's).
@@ -480,10 +475,7 @@ class Trainer:
         # A transformer over short code sequences uses the CPU better in larger batches (an epoch in half the
         # time at 256 than at 128); the learning rate grows with the batch (the linear scaling rule).
         batch_size = max(self.batch_size, PRIOR_BATCH)
-        stage = dataclasses.replace(
-            self, epochs=self.prior_epochs, batch_size=batch_size, lr=self.lr * batch_size / self.batch_size,
-            patience=None, pretrain_epochs=0, prior_epochs=0, kl_warmup=0, ema=None,
-        )
+        stage = self.stage(self.prior_epochs, batch_size=batch_size, lr=self.lr * batch_size / self.batch_size)
         if self.progress:
             print(f"aekit: fitting the prior over the code maps of {len(x_train)} training samples for {self.prior_epochs} epochs", file=sys.stderr)
         stage.fit(model.prior, model.code_indices(x_train).float())
