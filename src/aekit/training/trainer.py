@@ -311,7 +311,7 @@ class Trainer:
         shown = val_data_ if len(val_data_) else train_data
         steps = math.ceil(len(train_data) / self.batch_size)
         loop = Loop(model, optimizer, self.epochs, steps, lambda: shown.batch(torch.arange(min(EVAL_BATCH, len(shown)))))
-        fit = Fit(model, *self._forward(model, team, device), optimizer, torch.amp.GradScaler(device.type, init_scale=state.grad_scale, enabled=self.precision == "fp16"),
+        fit = Fit(model, *self._forward(model, team, device, groups), optimizer, torch.amp.GradScaler(device.type, init_scale=state.grad_scale, enabled=self.precision == "fp16"),
                   groups, callbacks, team, self._progress_bar(team, state.epoch * steps, self.epochs * steps), run if writes else None, shuffle)
         for callback in callbacks:
             callback.on_fit_start(loop)
@@ -403,7 +403,7 @@ class Trainer:
 
             reconstruction_grid(model, shown.batch(torch.arange(min(8, len(shown)))), run / RECONSTRUCTIONS)
 
-    def _forward(self, model: nn.Module, team: Workers, device: torch.device) -> tuple[nn.Module, nn.Module]:
+    def _forward(self, model: nn.Module, team: Workers, device: torch.device, groups: dict[str, list[nn.Parameter]]) -> tuple[nn.Module, nn.Module]:
         """What a training step calls: the model, wrapped for several processes, compiled on request.
 
         Returns the module for full batches and the eager one for the last, smaller batch of an
@@ -413,7 +413,9 @@ class Trainer:
         if team.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
-            eager = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            # parameters outside every group (a VQ-VAE's prior, fitted afterwards) get no gradient in these steps
+            outside = sum(1 for _ in model.parameters()) > sum(len(params) for params in groups.values())
+            eager = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=outside)
         return (torch.compile(eager) if self.compile else eager), eager
 
     def _split(self, model: nn.Module, data, val_data, device: torch.device) -> tuple[InMemory | OnDisk, InMemory | OnDisk]:
