@@ -224,3 +224,15 @@ def test_vae_gan_terms_reach_the_parameters_larsen_et_al_assign_them():
     assert set(out.group_losses) == {"discriminator"} and model.parameter_groups()["discriminator"] == parts["discriminator"]
     feats_real, _ = model.judge(torch.rand(2, *IMAGE))
     assert feats_real.shape == (2, 512)  # the discriminator's last hidden layer: on conv, 512 units unless hidden is given
+
+
+def test_a_cold_code_prior_draws_its_most_likely_codes():
+    torch.manual_seed(2)
+    prior = CodePrior(codebook_size=4, positions=3, width=16, layers=1).eval()
+    with torch.no_grad():
+        draws = prior.sample(5, temperature=1e-4)
+        greedy = torch.zeros(1, 0, dtype=torch.long)
+        for _ in range(3):  # each position's most likely code given the ones before it
+            nxt = prior.logits(torch.cat([greedy, greedy.new_zeros(1, 1)], dim=1))[:, -1].argmax(-1, keepdim=True)
+            greedy = torch.cat([greedy, nxt], dim=1)
+    assert torch.equal(draws, greedy.expand(5, 3))

@@ -21,6 +21,7 @@ def train(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "aekit", "train", *argv], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path):
     killed = tmp_path / "killed"

@@ -30,7 +30,7 @@ SMALL = {
     "conv-denoising": {"input_shape": (1, 6, 5), "channels": (4,)},
     "conv-vae": {"input_shape": (1, 6, 5), "channels": (4,)},
     "vqvae": {"input_shape": (1, 6, 5), "channels": (4,), "codebook_size": 8, "prior_width": 16},  # codes of shape (3, 3, 3)
-    "vae-gan": {"input_shape": (1, 6, 5), "channels": (4,)},
+    "vae-gan": {"input_shape": (1, 6, 5), "channels": (4,), "hidden": (8,)},
     "stacked": {"input_shape": (12,), "hidden": (8,)},
     "recirculation": {"input_shape": (12,)},
     "ensemble": {"input_shape": (12,), "hidden": (8,), "members": 1},  # one member: its code is (batch, code_size)

@@ -175,6 +175,7 @@ def test_cli_trains_and_resumes_on_streamed_shards(shards, tmp_path):
 # -- torchrun / DistributedDataParallel -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     np.save(tmp_path / "data.npy", table())
     common = ["--dataset", "data.npy", "--model", "ae", "--hidden", "16", "--code-size", "3", "--batch-size", "50", "--no-progress"]

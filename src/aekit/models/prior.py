@@ -65,12 +65,12 @@ class CodePrior(nn.Module):
         return F.cross_entropy(logits.transpose(1, 2).float(), indices, reduction="none").sum(1)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` maps of indices ``(n, positions)``, drawn position by position."""
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
+        """``n`` maps of indices ``(n, positions)``, drawn position by position (each softmax's logits divided by ``temperature``)."""
         device = self.head.weight.device
         indices = torch.zeros(n, 0, dtype=torch.long, device=device)
         for _ in range(self.positions):
-            last = self.logits(torch.cat([indices, indices.new_zeros(n, 1)], dim=1))[:, -1].float()
+            last = self.logits(torch.cat([indices, indices.new_zeros(n, 1)], dim=1))[:, -1].float() / temperature
             draw = torch.multinomial(torch.softmax(last, dim=-1), 1, generator=generator)
             indices = torch.cat([indices, draw], dim=1)
         return indices
