@@ -16,6 +16,21 @@ from .errors import ConfigError, suggest
 
 _MODELS: dict[str, type[nn.Module]] = {}
 M = TypeVar("M", bound=type[nn.Module])
+C = TypeVar("C", bound=type)
+
+
+def registering(table: dict[str, type], kind: str, attribute: str, name: str) -> Callable[[C], C]:
+    """A class decorator that adds the class to ``table`` under ``name`` (refusing a name taken) and sets its
+    ``attribute`` to the name: what :func:`register_model` and ``register_architecture`` share."""
+
+    def decorator(cls: C) -> C:
+        if name in table:
+            raise ValueError(f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} named {name!r} is already registered ({table[name].__name__})")
+        setattr(cls, attribute, name)
+        table[name] = cls
+        return cls
+
+    return decorator
 
 
 def register_model(name: str) -> Callable[[M], M]:
@@ -27,15 +42,7 @@ def register_model(name: str) -> Callable[[M], M]:
     ... class MyAutoencoder(Autoencoder):
     ...     def regularizers(self, x, z, q): ...
     """
-
-    def decorator(cls: M) -> M:
-        if name in _MODELS:
-            raise ValueError(f"a model named {name!r} is already registered ({_MODELS[name].__name__})")
-        cls.model_name = name
-        _MODELS[name] = cls
-        return cls
-
-    return decorator
+    return registering(_MODELS, "model", "model_name", name)
 
 
 def list_models() -> list[str]:

@@ -28,6 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, suggest
+from ..registry import registering
+from ..validation import positive_int, positive_ints
 from .layers import activation as make_activation
 from .layers import mlp
 
@@ -40,15 +42,7 @@ A = TypeVar("A", bound=type["Architecture"])
 
 def register_architecture(name: str) -> Callable[[A], A]:
     """Class decorator that registers an architecture under ``name``."""
-
-    def decorator(cls: A) -> A:
-        if name in _ARCHITECTURES:
-            raise ValueError(f"an architecture named {name!r} is already registered ({_ARCHITECTURES[name].__name__})")
-        cls.name = name
-        _ARCHITECTURES[name] = cls
-        return cls
-
-    return decorator
+    return registering(_ARCHITECTURES, "architecture", "name", name)
 
 
 def list_architectures() -> list[str]:
@@ -181,8 +175,6 @@ class Conv(Architecture):
     defaults = {"hidden": (), "activation": "elu"}
 
     def __init__(self, channels: Sequence[int] = (32, 64), kernel_size: int = 3, channels_last: bool = True) -> None:
-        from .base import positive_int, positive_ints
-
         if not isinstance(channels_last, bool):
             raise ConfigError(f"channels_last must be true or false, got {channels_last!r}.")
         kernel_size = positive_int("kernel_size", kernel_size)
