@@ -41,8 +41,7 @@ class AdversarialAutoencoder(GaussianPrior, Autoencoder):
         self.discriminator = mlp([self.code_size, *self.discriminator_sizes, 1], "leaky_relu")
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        critic = {id(p) for p in self.discriminator.parameters()}
-        return {"model": [p for p in self.parameters() if id(p) not in critic], "discriminator": list(self.discriminator.parameters())}
+        return {"model": self.parameters_except(self.discriminator), "discriminator": list(self.discriminator.parameters())}
 
     def regularizers(self, x: Tensor, z: Tensor, q: Any) -> dict[str, Tensor]:
         fake = self.discriminator(z)

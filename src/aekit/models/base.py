@@ -102,6 +102,7 @@ def records_config(init):
             self.__dict__["_init_depth"] = depth
         if depth == 0 and isinstance(self, Autoencoder):
             self.build()  # after every constructor of the chain: the layers may read any attribute a variant set
+            self.architecture.finish(self)  # once every layer exists, a variant's own (a discriminator) included
 
     return wrapper
 
@@ -275,10 +276,10 @@ class Autoencoder(nn.Module):
         return make_architecture(name, options, self.model_name)
 
     def build(self) -> None:
-        """Build the layers; the constructor calls it once every ``__init__`` of the class chain has run."""
+        """Build the layers; the constructor calls it once every ``__init__`` of the class chain has run, then
+        the architecture's ``finish`` (a variant that adds layers extends this method)."""
         self.encoder = self.make_encoder()
         self.decoder = self.make_decoder()
-        self.architecture.finish(self)
 
     # -- what a variant may change ---------------------------------------------------------------
 
@@ -314,6 +315,11 @@ class Autoencoder(nn.Module):
         """The model's parameters by group: ``"model"`` minimises ``loss``; any other group the terms
         :attr:`loss_groups` assigns to it. One group by default."""
         return {"model": list(self.parameters())}
+
+    def parameters_except(self, *modules: nn.Module) -> list[nn.Parameter]:
+        """The model's parameters outside ``modules`` (an adversary's own group, a prior fitted apart), in order."""
+        apart = {id(p) for module in modules for p in module.parameters()}
+        return [p for p in self.parameters() if id(p) not in apart]
 
     def decode_logits(self, z: Tensor) -> Tensor:
         """Codes ``(batch, code_size)`` -> pre-activation outputs ``(batch, *input_shape)``."""

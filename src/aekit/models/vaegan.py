@@ -66,11 +66,9 @@ class VAEGAN(VariationalAutoencoder):
     def build(self) -> None:
         super().build()
         self.discriminator = self.architecture.encoder(self, 1)
-        self.architecture.finish(self)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        critic = {id(p) for p in self.discriminator.parameters()}
-        return {"model": [p for p in self.parameters() if id(p) not in critic], "discriminator": list(self.discriminator.parameters())}
+        return {"model": self.parameters_except(self.discriminator), "discriminator": list(self.discriminator.parameters())}
 
     def judge(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """The discriminator's features ``f`` (its last hidden layer, flattened) and its logit, for a batch of images."""

@@ -119,8 +119,7 @@ class VQVAE(Autoencoder):
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """The autoencoder's parameters: the prior is fitted afterwards, on the final codes (:meth:`code_indices`)."""
-        prior = {id(p) for p in self.prior.parameters()}
-        return {"model": [p for p in self.parameters() if id(p) not in prior]}
+        return {"model": self.parameters_except(self.prior)}
 
     def latent(self, h: Tensor) -> Quantized:
         b, _, height, width = h.shape

@@ -469,11 +469,8 @@ class Trainer:
         return dataclasses.replace(self, epochs=epochs, patience=None, pretrain_epochs=0, prior_epochs=0, kl_warmup=0, ema=None, **settings)
 
     def _fit_prior(self, model: nn.Module, x_train: Tensor, run: Path | None) -> None:
-        """Fit the model's prior on the training samples' codes, as they are after training (a VQ-VAE's).
-
-        The prior trains beside the model on every batch's codes, which move while the encoder and codebook
-        learn; these epochs fit it to the codes the decoder will be given. The run's best weights then hold it.
-        """
+        """Fit the model's prior on the training samples' codes, as they are after training (a VQ-VAE's): the
+        codes the decoder will be given. The run's best weights then hold it."""
         # A transformer over short code sequences uses the CPU better in larger batches (an epoch in half the
         # time at 256 than at 128); the learning rate grows with the batch (the linear scaling rule).
         batch_size = max(self.batch_size, PRIOR_BATCH)
