@@ -24,7 +24,8 @@ from . import __version__
 from .runfiles import CALIBRATION, CONFIG, DATA, LOCK, TRAINER
 from .checkpoint import atomic_write, load, lock_run, model_config, read_json
 from .data import Dataset, Scaling, load_dataset
-from .defaults import BATCH_SIZE, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_images, fill_tabular, row_loss
+from .apps.documents import DocumentIndex, binary_codes, retrieval_precision
+from .defaults import BATCH_SIZE, DOCUMENT_BATCH, DOCUMENT_STEPS, IMAGE_CALIBRATION, fill_documents, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_images, fill_tabular, row_loss
 from .runs import IN_MODEL, read_spec, run_data, warn_duplicate_ids
 from .errors import AekitError, CheckpointError, ConfigError, DataError
 from .losses import squared_error
@@ -204,6 +205,7 @@ def _train(args: argparse.Namespace) -> None:
         data = load_dataset(
             args.dataset, split=args.split or "train", data_dir=args.data_dir, label_column=args.label_column,
             id_column=args.id_column, ignore_columns=args.ignore_columns, image_size=args.image_size, scaling=None,
+            text_column=args.text_column,
         )
     options = dict(args.option or [])
     for key in ("architecture", "code_size", "hidden", "activation", "output_activation", "loss"):
@@ -212,10 +214,14 @@ def _train(args: argparse.Namespace) -> None:
     if "input_shape" in options:
         raise ConfigError("input_shape comes from the data set; remove --option input_shape (reshape the data instead).")
     tabular = isinstance(data, Dataset) and len(data.shape) == 1
+    text = isinstance(data, Dataset) and data.is_text
     chosen: list[str] = []
     scaling: str | dict | None = None
     if tabular:
         name, data, scaling, chosen = _tabular_setup(args, data, options)
+    elif text:
+        name = args.model or "hashing"
+        chosen += fill_documents(data, options, "model hashing (semantic hashing: binary codes)" if not args.model else None)
     else:
         name = args.model or "ae"
         chosen += fill_images(model_class(name), data.shape, options)  # sized from the images
@@ -233,6 +239,11 @@ def _train(args: argparse.Namespace) -> None:
         if "epochs" not in settings:
             settings["epochs"] = epochs_for(STEPS, len(rows), settings["batch_size"])
             chosen.append(f"{settings['epochs']} epochs of {settings['batch_size']} rows (about {STEPS} steps)")
+    elif text:
+        settings = {"batch_size": DOCUMENT_BATCH, **settings}
+        if "epochs" not in settings:
+            settings["epochs"] = min(50, epochs_for(DOCUMENT_STEPS, len(rows) if rows is not None else len(data), settings["batch_size"]))
+            chosen.append(f"{settings['epochs']} epochs of {settings['batch_size']} documents (about {DOCUMENT_STEPS} steps)")
     elif not tabular and "batch_size" not in settings:  # small image sets get more, smaller steps per epoch
         settings["batch_size"] = batch_size_for(len(rows) if rows is not None else len(data))
         if settings["batch_size"] != Trainer.batch_size:
@@ -249,6 +260,7 @@ def _train(args: argparse.Namespace) -> None:
         "id_column": args.id_column,
         "ignore_columns": args.ignore_columns,
         "image_size": args.image_size,
+        "text_column": args.text_column,
         "columns": getattr(data, "columns", None),
         "scaling": scaling if tabular else (data.scaling.to_json() if getattr(data, "scaling", None) else None),
         "stream": args.stream,
@@ -261,7 +273,7 @@ def _train(args: argparse.Namespace) -> None:
         atomic_write(run / CONFIG, json.dumps(model_config(model), indent=2))
         atomic_write(run / TRAINER, json.dumps(dataclasses.asdict(trainer), indent=2))
         if chosen and not args.quiet:
-            what = f"{len(data)} rows of {data.shape[0]} features" if tabular else f"{len(data)} samples of shape {data.shape}"
+            what = f"{len(data)} rows of {data.shape[0]} features" if tabular else f"{len(data)} documents, {len(data.vocabulary)} words" if text else f"{len(data)} samples of shape {data.shape}"
             print(f"aekit: {what}: " + "; ".join(chosen), file=sys.stderr)
         if isinstance(data, Dataset):
             warn_duplicate_ids(data)
@@ -270,6 +282,8 @@ def _train(args: argparse.Namespace) -> None:
         return
     if plan:
         _calibrate(run, model, data, calibration)
+    if text:  # every document of the run, searchable (aekit search RUN --text ...)
+        DocumentIndex.build(model, data).save(run)
     last = history[-1]
     losses = " ".join(f"{k}={last[k]:.4f}" for k in ("train_loss", "val_loss") if k in last)
     print(f"trained {name} on {data.name} ({len(data)} samples, {len(calibration)} held out to calibrate thresholds) for {len(history)} epochs: {losses}; run folder: {run}")
@@ -282,6 +296,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         positive_int("--log-likelihood", args.log_likelihood)
     model = load(args.run, device="cpu")
     data = _run_data(Path(args.run), args, "test")
+    if args.retrieval is not None:
+        result = {"dataset": data.name, "split": data.split, **retrieval_precision(model, DocumentIndex.load(Path(args.run)), data, positive_int("--retrieval", args.retrieval))}
+        print(json.dumps(result, indent=2))
+        return
+    if model.output_shape != model.input_shape:  # documents: a distribution over the vocabulary, no pixel error
+        result = {"dataset": data.name, "split": data.split, "samples": len(data), **evaluate_losses(model, data.x)}
+        print(json.dumps(result, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+        return
     x = model.as_batch(data.x)  # images for a flat model (or rows for an image one) compare in the model's shape
     low, high = float(x.min()), float(x.max())
     if getattr(model.reconstruction, "output_activation", None) == "sigmoid" and not (-0.01 <= low and high <= 1.01):  # test rows may stray a little
@@ -319,10 +341,13 @@ def cmd_encode(args: argparse.Namespace) -> None:
     data = run_data(Path(args.run), args.dataset_option or args.dataset, args.split, args.data_dir, "all", id_column=args.id_column, ignore_columns=args.ignore_columns)
     codes = encode(model, data.x)
     out = Path(args.output)
+    bits = binary_codes(model, data.x, DocumentIndex.load(Path(args.run)).thresholds) if data.is_text else None
     if out.suffix == ".csv":  # ids (or row numbers) beside the codes
         import pandas as pd
 
         table = pd.DataFrame(codes, columns=[f"z{i}" for i in range(codes.shape[1])])
+        if bits is not None:  # documents: their bits as hex, the first bit the highest
+            table.insert(0, "bits", [row.tobytes().hex() for row in np.packbits(bits, axis=1)])
         table.insert(0, "id", data.ids if data.ids is not None else np.arange(len(codes)))
         atomic_write(out, table.to_csv(index=False))
     else:
@@ -331,6 +356,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
             arrays["y"] = data.y.numpy()
         if out.suffix == ".npz" and data.ids is not None:
             arrays["ids"] = np.asarray(data.ids)
+        if out.suffix == ".npz" and bits is not None:
+            arrays["bits"] = bits
         _write_array(out, **arrays)
     print(f"wrote {codes.shape[0]} codes of size {codes.shape[1]} to {out}")
 
@@ -384,11 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model and write a run folder", description="Train a model and write a run folder (config, weights, metrics, resume state).")
-    train.add_argument("--model", help="registered model name (see list-models; default: ae for images, ensemble for rows of features)")
-    train.add_argument("--dataset", default="digits", help="mnist, fashion-mnist, digits, odds:NAME or a file/folder path (default: digits)")
+    train.add_argument("--model", help="registered model name (see list-models; default: ae for images, ensemble for rows of features, hashing for documents)")
+    train.add_argument("--dataset", default="digits", help="mnist, fashion-mnist, digits, 20news, odds:NAME, or a file/folder path: images, a table, or documents (a folder or .tar.gz of text files, one sub-folder per class) (default: digits)")
     train.add_argument("--split", choices=["train", "test", "all"], help="which part to train on (default: train)")
     train.add_argument("--data-dir", help="folder holding data files (default: $AEKIT_DATA, then ~/.cache/aekit)")
     train.add_argument("--label-column", help="label column of a CSV file")
+    train.add_argument("--text-column", help="the column of a CSV/parquet file that holds documents (text)")
     train.add_argument("--id-column", help="a CSV column of row ids (names, keys): kept out of the features and written back in outputs")
     train.add_argument("--ignore-columns", type=_names, help="CSV columns to drop, e.g. notes,timestamp")
     train.add_argument("--image-size", metavar="H[xW]", help="resize every image of an image folder to H x W pixels (folders of mixed sizes)")
@@ -413,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(evaluate, "data set to evaluate on (default: the run's own, test split)")
     evaluate.add_argument("--log-likelihood", type=int, metavar="K", help="also estimate log p(x) in nats per sample from K importance samples (vae, iwae; published tables use 5000)")
     evaluate.add_argument("--binarize", action="store_true", help="with --log-likelihood: estimate it on binary data drawn once ~ Bernoulli(x) (seed 0), as binarised-MNIST tables do")
+    evaluate.add_argument("--retrieval", type=int, metavar="K", help="documents: precision@K of the data set's documents querying the run's (relevant = same class), by cosine of codes and by Hamming distance of bits; prints JSON")
     evaluate.add_argument("--json", action="store_true", help="print the numbers as JSON")
     evaluate.set_defaults(func=cmd_evaluate)
 

@@ -84,6 +84,20 @@ def categorical_nll(logits: Tensor, x: Tensor) -> Tensor:
     return -(x * F.log_softmax(logits, dim=-1)).flatten(1).sum(1)
 
 
+def multinomial_nll(logits: Tensor, bags: Tensor) -> Tensor:
+    """``-sum_j (w_j / sum_k w_k) log softmax(logits)_{v_j}`` per document: the cross-entropy of a document's
+    words under a softmax over the vocabulary.
+
+    ``bags`` ``(batch, 2, length)`` hold word ids ``v_j`` and their weights ``w_j`` (counts, or TF-IDF
+    weights: the ``bow`` architecture's); ``logits`` ``(batch, vocabulary)``. With counts it is the
+    multinomial NLL of the document divided by its length, the mean negative log-probability of its words
+    (NVDM, Miao et al. 2016, eq. 5, per word); a document without words costs 0.
+    """
+    ids, weights = bags[:, 0].long(), bags[:, 1].float()
+    shares = weights / weights.sum(1, keepdim=True).clamp_min(1e-12)
+    return -(shares * F.log_softmax(logits.float(), dim=-1).gather(1, ids)).sum(1)
+
+
 @dataclass(frozen=True)
 class ReconstructionLoss:
     """A reconstruction loss and which decoder output it reads."""
@@ -106,6 +120,7 @@ RECONSTRUCTION_LOSSES: dict[str, ReconstructionLoss] = {
     "bernoulli": _BERNOULLI,
     "gaussian": ReconstructionLoss(gaussian_nll, is_nll=True),
     "categorical": ReconstructionLoss(categorical_nll, from_logits=True, output_activation="softmax", is_nll=True),
+    "multinomial": ReconstructionLoss(multinomial_nll, from_logits=True, output_activation="softmax", is_nll=True),
 }
 
 

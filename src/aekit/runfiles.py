@@ -15,5 +15,7 @@ TRAINER = "trainer.json"  # the training settings
 DATA = "data.json"  # how the run's data was loaded, so later commands can load it the same way
 CALIBRATION = "calibration.json"  # anomaly scores of rows held out from training: the basis of saved thresholds
 RECONSTRUCTIONS = "reconstructions.png"  # inputs above their reconstructions (images)
+DOCUMENTS = "documents.json"  # documents: the training documents' paths, classes and openings, for search
+DOCUMENT_CODES = "documents.npz"  # documents: their codes and bits (packed), the code mean and unit thresholds
 RESULTS = "results"  # numbers (JSON) and pictures (PNG) of the application commands, for the report
 LOCK = ".lock"  # held (flock) while a process trains into the folder

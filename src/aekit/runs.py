@@ -14,7 +14,7 @@ from .checkpoint import atomic_write, read_json
 from .data import Dataset, Scaling, load_dataset
 from .data.stream import StreamedDataset, open_stream
 from .errors import CheckpointError, DataError
-from .runfiles import CALIBRATION, DATA, RESULTS
+from .runfiles import CALIBRATION, CONFIG, DATA, RESULTS
 from .validation import finite_number
 
 
@@ -22,7 +22,7 @@ from .validation import finite_number
 IN_MODEL = "in-model"  # data.json's scaling when the model scales raw rows itself (input_scaling)
 
 
-TEXT_FIELDS = ("dataset", "split", "data_dir", "label_column", "id_column", "image_size")
+TEXT_FIELDS = ("dataset", "split", "data_dir", "label_column", "id_column", "image_size", "text_column")
 LIST_FIELDS = ("ignore_columns", "columns")
 
 
@@ -90,15 +90,27 @@ def run_data(
     if stream and spec.get("stream") and dataset is None:
         return open_stream(name, split=split or default_split, scaling=scaling)
     table = str(name).lower().endswith((".csv", ".parquet"))
+    vocabulary, bag_length = document_input(run)
     data = load_dataset(
         name, split=split or (default_split if own else "all"), data_dir=data_dir or spec.get("data_dir"), scaling=scaling,
         label_column=spec.get("label_column"),
         id_column=(id_column or spec.get("id_column")) if table else None,
         ignore_columns=(ignore_columns or spec.get("ignore_columns")) if table else None,
         image_size=spec.get("image_size"),
+        text_column=spec.get("text_column") if table else None, vocabulary=vocabulary, bag_length=bag_length,
     )
     check_columns(spec.get("columns"), data.columns, name)
     return data
+
+
+def document_input(run: Path) -> tuple[list[str] | None, int | None]:
+    """A document model's vocabulary and bag length (from its config), so new documents are counted alike; (None, None) otherwise."""
+    config = read_json(run / CONFIG, "") if (run / CONFIG).is_file() else {}
+    options = config.get("options", {}) if isinstance(config, dict) else {}
+    words, shape = options.get("vocabulary"), options.get("input_shape")
+    if options.get("architecture") != "bow" or not isinstance(words, list) or not isinstance(shape, list) or len(shape) != 2:
+        return None, None
+    return words, int(shape[1])
 
 
 def warn_duplicate_ids(data: Dataset) -> None:

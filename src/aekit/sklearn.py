@@ -19,7 +19,10 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Outlier
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from scipy import sparse
+
 from .apps.common import batched
+from .data.text import as_bags, bag_length
 from .apps.detect import anomaly_scores, check_rate, conformal_pvalues, conformal_threshold, feature_contributions
 from .checkpoint import atomic_write, load, read_json, save
 from .errors import CheckpointError, ConfigError
@@ -70,11 +73,24 @@ class _AutoencoderEstimator(BaseEstimator):
     # -- fitting -------------------------------------------------------------------------------
 
     def _fit(self, X: Any) -> np.ndarray:
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=True, ensure_min_samples=1)
+        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=True, ensure_min_samples=1)
         rng = check_random_state(self.random_state)
-        options = self._model_options(X.shape[1], {"code_size": self.code_size, "hidden": tuple(self.hidden)})
+        sizes = {"code_size": self.code_size, "hidden": tuple(self.hidden)}
+        if sparse.issparse(X):  # documents (a TF-IDF or count matrix): bags of words, never a dense matrix
+            self.bag_length_ = bag_length(X)
+            options = {"input_shape": (2, self.bag_length_), **sizes, "activation": self.activation, "architecture": "bow", "vocabulary": X.shape[1], **(self.model_options or {})}
+            self._train(options, self._bags(X), self.epochs, rng)
+            return X
+        self.bag_length_ = None
+        options = self._model_options(X.shape[1], sizes)
         self._train(options, torch.from_numpy(np.asarray(X, dtype=np.float32)), self.epochs, rng)
         return X
+
+    def _bags(self, X: Any) -> torch.Tensor:
+        """A sparse matrix's rows as bags of (column, value) pairs (:mod:`aekit.data.text`)."""
+        if X.min() < 0:
+            raise ValueError("a sparse matrix is read as word counts or weights, which cannot be negative; scale it to non-negative values.")
+        return torch.from_numpy(as_bags(X, self.bag_length_)[0])
 
     def _model_options(self, n_features: int, sizes: dict[str, Any]) -> dict[str, Any]:
         cls = model_class(self.model)
@@ -105,7 +121,10 @@ class _AutoencoderEstimator(BaseEstimator):
 
     def _check(self, X: Any) -> torch.Tensor:
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        documents = getattr(self, "bag_length_", None) is not None
+        X = validate_data(self, X, accept_sparse="csr" if documents else False, dtype=[np.float64, np.float32], reset=False)
+        if documents:
+            return self._bags(sparse.csr_matrix(X))
         return torch.from_numpy(np.asarray(X, dtype=np.float32))
 
     def _batched(self, fn, x: torch.Tensor) -> np.ndarray:
@@ -152,10 +171,10 @@ class _AutoencoderEstimator(BaseEstimator):
         return estimator
 
     def _fitted_state(self) -> dict[str, Any]:
-        return {}
+        return {"bag_length_": getattr(self, "bag_length_", None)}
 
     def _restore_fitted_state(self, fitted: dict[str, Any]) -> None:
-        pass
+        self.bag_length_ = fitted.get("bag_length_")
 
 
 class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _AutoencoderEstimator):
@@ -295,6 +314,8 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
             raise ConfigError(f"contamination must be in (0, 0.5] or None, got {self.contamination!r}.")
         if not (isinstance(self.calibration_fraction, (int, float)) and 0 <= self.calibration_fraction <= 0.5):
             raise ConfigError(f"calibration_fraction must be in [0, 0.5], got {self.calibration_fraction!r}.")
+        if sparse.issparse(X):
+            raise ConfigError("AutoencoderOutlierDetector reads dense rows; for documents, train a document model (aekit train on the text, or AutoencoderTransformer on the sparse matrix) and score with aekit detect.")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=True, ensure_min_samples=2)
         rng = check_random_state(self.random_state)
         n, d = X.shape

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import atomic_write, load, read_json
+from ..data.text import decode
 from ..errors import CheckpointError, ConfigError, DataError
 from ..plotting import image_grid
 from ..runfiles import CALIBRATION, RESULTS
@@ -234,6 +235,8 @@ def cmd_search(args):
     from .common import encode
     from .retrieve import CodeIndex, precision_at_k
 
+    if args.text is not None or args.file is not None:
+        return _search_documents(args)
     index = CodeIndex.load(args.index)
     model = load(index.info["run"])
     queries = run_data(Path(index.info["run"]), args.query, args.split, args.data_dir or index.info.get("data_dir"), "test")
@@ -252,6 +255,29 @@ def cmd_search(args):
         rows = [(f"query {q}", np.concatenate([queries.x[q : q + 1].numpy(), collection.x[row].numpy()])) for q, row in zip(chosen, hits)]
         image_grid(rows, out, column_titles=["query", *(f"hit {i}" for i in range(1, args.k + 1))], frame_first=True)
     _report(index.info["run"], stem, numbers, out if out.exists() else None)
+
+
+def _search_documents(args):
+    """``aekit search RUN --text "..."``: the run's documents nearest a free text, as JSON."""
+    from .documents import DocumentIndex, search_text
+
+    if args.text is not None and args.file is not None:
+        raise ConfigError("give the query as --text or as --file, not both.")
+    if args.query is not None:
+        raise ConfigError("with --text or --file, name only the run folder.")
+    if args.k < 1:
+        raise ConfigError(f"-k is the number of hits: at least 1, got {args.k}.")
+    if args.file is not None:
+        try:
+            text = decode(Path(args.file).read_bytes(), args.file)[0]
+        except OSError as exc:
+            raise DataError(f"cannot read {args.file} ({exc.strerror or exc}).") from None
+    else:
+        text = args.text
+    run = Path(args.index)
+    index = DocumentIndex.load(run)
+    model = load(run)
+    print(json.dumps({"run": str(run), "k": args.k, "hits": search_text(model, index, text, args.k)}, indent=2))
 
 
 def cmd_report(args):
@@ -353,8 +379,10 @@ def add_commands(commands, sizes, option, names) -> None:
     p.add_argument("-o", "--output", default="index", help="the index folder to write (default: index)")
     p.set_defaults(func=cmd_index)
 
-    p = commands.add_parser("search", help="nearest neighbours of queries in an index", description="Find the k nearest indexed samples of query samples; precision@k by label over all queries.")
-    p.add_argument("index", help="folder written by aekit index")
+    p = commands.add_parser("search", help="nearest neighbours of queries in an index, or a run's documents nearest a text", description="Find the k nearest indexed samples of query samples; precision@k by label over all queries. With --text or --file: the documents of RUN (a run trained on documents) nearest the query's words, by Hamming distance of their bits, as JSON (path, class, distance, snippet).")
+    p.add_argument("index", help="folder written by aekit index; with --text/--file, a run folder trained on documents")
+    p.add_argument("--text", help="a free-text query (documents)")
+    p.add_argument("--file", help="a text file as the query (documents)")
     p.add_argument("query", nargs="?", help="query data set (default: the run's own)")
     p.add_argument("--split", choices=["train", "test", "all"], help="which part the queries come from (default: test)")
     p.add_argument("--data-dir", help="folder holding data files (default: the index's)")

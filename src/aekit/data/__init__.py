@@ -26,15 +26,17 @@ import numpy as np
 
 from ..errors import DataError, suggest
 from .dataset import SPLITS, Dataset, RawData, Scaling, build, check_finite
-from .files import parse_image_size, read_csv, read_image_folder, read_mat, read_npy, read_npz, read_parquet
+from .files import IMAGE_SUFFIXES, parse_image_size, read_csv, read_image_folder, read_mat, read_npy, read_npz, read_parquet
 from .idx import read_idx, write_idx
-from .sources import FASHION_MNIST, MNIST, data_roots, find_file, read_digits, read_odds
+from .sources import FASHION_MNIST, MNIST, NEWSGROUPS, data_roots, find_file, read_digits, read_odds
+from .text import Texts, Vocabulary, documents, is_text_archive, read_text_archive, read_text_folder, read_text_table, select
 
 #: Named sources: name -> reader(split, roots, download).
 NAMED = {
     "mnist": MNIST.read,
     "fashion-mnist": FASHION_MNIST.read,
     "digits": lambda split, roots, download: read_digits(),
+    "20news": NEWSGROUPS.read,
 }
 _FILE_READERS = {".npy": read_npy, ".npz": read_npz, ".mat": read_mat}
 
@@ -50,15 +52,20 @@ def load_dataset(
     ignore_columns: list[str] | None = None,
     image_size: str | int | tuple[int, int] | None = None,
     download: bool = True,
+    text_column: str | None = None,
+    vocabulary: list[str] | None = None,
+    bag_length: int | None = None,
 ) -> Dataset:
     """Load a data set by name or path.
 
     Parameters
     ----------
     name : str
-        ``"mnist"``, ``"fashion-mnist"``, ``"digits"``, ``"odds:<name>"``
+        ``"mnist"``, ``"fashion-mnist"``, ``"digits"``, ``"20news"``, ``"odds:<name>"``
         (e.g. ``"odds:cardio"``), or a path to a ``.npy``, ``.npz``, ``.csv``
-        or ``.mat`` file or to a folder of images.
+        or ``.mat`` file, to a folder of images, or to documents: a folder (or
+        ``.tar.gz``) of text files with one sub-folder per class, or a CSV/parquet
+        file with ``text_column``.
     split : {"train", "test", "all"}
         Which part to return (see the module docstring for how sets are split).
     data_dir : path, optional
@@ -76,12 +83,22 @@ def load_dataset(
     image_size : int, "H", "HxW" or (H, W), optional
         Resize every image of an image folder to this size (for folders of mixed sizes).
     download : bool
-        Download MNIST / Fashion-MNIST when missing (checksums are verified).
+        Download MNIST / Fashion-MNIST / 20 Newsgroups when missing (checksums are verified).
+    text_column : str, optional
+        The column of a CSV or parquet file that holds documents (the rest are not read, but for
+        ``label_column`` and ``id_column``).
+    vocabulary : list of str, optional
+        Documents: count these words (a trained model's, ``model.architecture.vocabulary``); by default
+        the vocabulary is fitted on the documents returned (:class:`aekit.data.text.Vocabulary`).
+    bag_length : int, optional
+        Documents: distinct words kept per document (a trained model's ``input_shape[1]``); by default sized
+        to the documents (:func:`aekit.data.text.bag_length`).
 
     Returns
     -------
     Dataset
-        ``x`` (float32, ``(n, *shape)``), ``y`` (int64 labels or None), ``shape``.
+        ``x`` (float32, ``(n, *shape)``), ``y`` (int64 labels or None), ``shape``; documents are bags
+        ``(n, 2, length)`` of word ids and counts with ``vocabulary``, ``texts`` and ``ids`` (their paths).
 
     Raises
     ------
@@ -93,7 +110,11 @@ def load_dataset(
     path = Path(str(name)).expanduser()
     if (id_column or ignore_columns) and path.suffix.lower() not in (".csv", ".parquet"):
         raise DataError(f"--id-column and --ignore-columns apply to CSV and parquet files; {name} is neither.")
-    raw = _read(str(name), split, data_dir, label_column, download, id_column, ignore_columns, parse_image_size(image_size))
+    if text_column is not None and path.suffix.lower() not in (".csv", ".parquet"):
+        raise DataError(f"--text-column names a column of a CSV or parquet file; {name} is neither.")
+    raw = _read(str(name), split, data_dir, label_column, download, id_column, ignore_columns, parse_image_size(image_size), text_column)
+    if isinstance(raw, Texts):  # counted after splitting: the vocabulary never sees the other split's documents
+        raw = documents(select(raw, split), Vocabulary(list(vocabulary)) if vocabulary is not None else None, bag_length, str(name))
     return build(raw, str(name), split, scaling)
 
 
@@ -110,7 +131,7 @@ def read_idx_images(path: Path) -> RawData:
     return RawData(x, y, pixel_max=255.0 if x.dtype == np.uint8 else None)
 
 
-def _read(name: str, split: str, data_dir, label_column, download: bool, id_column=None, ignore_columns=None, image_size=None) -> RawData:
+def _read(name: str, split: str, data_dir, label_column, download: bool, id_column=None, ignore_columns=None, image_size=None, text_column=None) -> RawData | Texts:
     roots = data_roots(data_dir)
     if name in NAMED:
         return NAMED[name](split, roots, download)
@@ -120,7 +141,13 @@ def _read(name: str, split: str, data_dir, label_column, download: bool, id_colu
     if path.is_dir() and find_file([path], "", "train-images-idx3-ubyte.gz") is not None:  # an MNIST-style folder
         return MNIST.read(split, [path], allow_download=False)
     if path.is_dir():
-        return read_image_folder(path, image_size)
+        if any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*")):
+            return read_image_folder(path, image_size)
+        return read_text_folder(path)
+    if is_text_archive(path):
+        return read_text_archive(path)
+    if text_column is not None and path.is_file():
+        return read_text_table(path, text_column, label_column, id_column)
     if path.is_file() and "idx" in path.name and path.suffix.lower() not in _FILE_READERS and path.suffix.lower() != ".csv":
         return read_idx_images(path)
     if path.is_file():
@@ -130,13 +157,13 @@ def _read(name: str, split: str, data_dir, label_column, download: bool, id_colu
             return read_parquet(path, label_column, id_column, ignore_columns)
         reader = _FILE_READERS.get(path.suffix.lower())
         if reader is None:
-            raise DataError(f"cannot read {path}: use a .npy, .npz, .csv, .parquet or .mat file, or a folder of images.")
+            raise DataError(f"cannot read {path}: use a .npy, .npz, .csv, .parquet or .mat file, a folder of images, or a folder or .tar.gz of text files.")
         return reader(path)
     if path.suffix or "/" in name:
         raise DataError(f"{path} not found: no such file or folder.")
     raise DataError(
         f"unknown data set {name!r}.{suggest(name, NAMED)} Use one of {', '.join(NAMED)}, "
-        "'odds:<name>', or the path of a .npy/.npz/.csv/.mat file or an image folder."
+        "'odds:<name>', or the path of a .npy/.npz/.csv/.mat file, an image folder or a folder of text files."
     )
 
 

@@ -77,6 +77,10 @@ class Dataset:
         Row ids (a CSV's id column), in the order of the rows.
     columns : list of str or None
         Feature names (a CSV header).
+    vocabulary : list of str or None
+        For documents: the words of the bags (:mod:`aekit.data.text`); ``x`` is then ``(n, 2, length)`` bags.
+    texts : list of str or None
+        For documents: their texts, in the order of the rows.
     """
 
     x: Tensor
@@ -87,6 +91,8 @@ class Dataset:
     classes: list[str] | None = field(default=None)
     ids: list[str] | None = field(default=None, repr=False)
     columns: list[str] | None = field(default=None, repr=False)
+    vocabulary: list[str] | None = field(default=None, repr=False)
+    texts: list[str] | None = field(default=None, repr=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -96,6 +102,10 @@ class Dataset:
     @property
     def is_image(self) -> bool:
         return len(self.shape) == 3
+
+    @property
+    def is_text(self) -> bool:
+        return self.vocabulary is not None
 
     def __len__(self) -> int:
         return len(self.x)
@@ -120,6 +130,9 @@ class RawData:
     ids: list[str] | None = None
     #: Feature names (a CSV header), in the order of the features.
     columns: list[str] | None = None
+    #: Documents: the bags' words and the texts.
+    vocabulary: list[str] | None = None
+    texts: list[str] | None = None
 
 
 def fixed_split(n: int, split: str) -> np.ndarray:
@@ -139,7 +152,9 @@ def build(raw: RawData, name: str, split: str, scaling: Scaling | str | None) ->
     rows = slice(None) if raw.presplit or split == "all" else fixed_split(len(x), split)
     picked = x[rows]
     fitted: Scaling | None = None
-    if raw.pixel_max is not None:
+    if raw.vocabulary is not None:  # bags of words: word ids and counts, never scaled
+        values = picked
+    elif raw.pixel_max is not None:
         values = picked.astype(np.float32) / np.float32(raw.pixel_max)
     else:
         check_finite(x, name)
@@ -153,8 +168,10 @@ def build(raw: RawData, name: str, split: str, scaling: Scaling | str | None) ->
     labels = None if y is None else torch.as_tensor(np.asarray(y[rows]).astype(np.int64).reshape(-1))
     if len(values) == 0:
         raise DataError(f"the {split!r} split of {name} is empty; use split='all'.")
-    ids = None if raw.ids is None else [raw.ids[i] for i in np.arange(len(x))[rows]]
-    return Dataset(torch.from_numpy(np.ascontiguousarray(values)), labels, name, split, fitted, raw.classes, ids, raw.columns)
+    picked_rows = np.arange(len(x))[rows]
+    ids = None if raw.ids is None else [raw.ids[i] for i in picked_rows]
+    texts = None if raw.texts is None else [raw.texts[i] for i in picked_rows]
+    return Dataset(torch.from_numpy(np.ascontiguousarray(values)), labels, name, split, fitted, raw.classes, ids, raw.columns, raw.vocabulary, texts)
 
 
 def check_finite(x: np.ndarray | Tensor, name: str) -> None:

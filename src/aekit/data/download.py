@@ -15,17 +15,18 @@ from ..errors import DownloadError
 _CHUNK = 1 << 16
 
 
-def md5sum(path: Path) -> str:
-    """The hex md5 of a file (the checksum the MNIST mirrors publish)."""
-    digest = hashlib.md5(usedforsecurity=False)
+def md5sum(path: Path, algorithm: str = "md5") -> str:
+    """The hex digest of a file: md5 (the checksum the MNIST mirrors publish) or ``algorithm`` (e.g. sha256)."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def download(urls: list[str], dest: Path, md5: str, timeout: float = 30.0) -> Path:
-    """Fetch ``dest`` from the first mirror in ``urls`` that serves it with checksum ``md5``.
+def download(urls: list[str], dest: Path, md5: str, timeout: float = 30.0, algorithm: str = "md5") -> Path:
+    """Fetch ``dest`` from the first mirror in ``urls`` that serves it with checksum ``md5`` (of ``algorithm``,
+    e.g. ``"sha256"`` where that is what the publisher gives).
 
     The file is written to a temporary name, verified, then renamed, so a
     failed or interrupted download never leaves a file that looks complete.
@@ -49,10 +50,10 @@ def download(urls: list[str], dest: Path, md5: str, timeout: float = 30.0) -> Pa
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             failures.append(f"{url}: {getattr(exc, 'reason', exc)}")
             continue
-        actual = md5sum(tmp)
+        actual = md5sum(tmp, algorithm)
         if actual == md5:
             os.replace(tmp, dest)
             return dest
-        failures.append(f"{url}: checksum mismatch (md5 {actual}, expected {md5})")
+        failures.append(f"{url}: checksum mismatch ({algorithm} {actual}, expected {md5})")
     tmp.unlink(missing_ok=True)
     raise DownloadError(f"could not download {dest.name}: " + "; ".join(failures))

@@ -12,6 +12,7 @@ from ..errors import DataError, DownloadError
 from .dataset import RawData
 from .download import download
 from .files import read_mat
+from .text import Texts, read_text_archive
 from .idx import read_idx
 
 
@@ -104,6 +105,40 @@ FASHION_MNIST = IdxSet(
         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
     },
     classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+)
+
+
+@dataclass(frozen=True)
+class TextArchive:
+    """A corpus published as one archive of text files (one sub-folder per class), with its sha256."""
+
+    folder: str
+    filename: str
+    url: str
+    sha256: str
+
+    def read(self, split: str, roots: list[Path], allow_download: bool = True) -> Texts:
+        found = find_file(roots, self.folder, self.filename)
+        if found is None:
+            target = roots[0] / self.folder / self.filename
+            if not allow_download:
+                raise DataError(f"{self.filename} not found (searched {', '.join(str(r / self.folder) for r in roots)}).")
+            try:
+                found = download([self.url], target, self.sha256, algorithm="sha256")
+            except DownloadError as exc:
+                raise DownloadError(
+                    f"{self.filename} is not on this machine and could not be downloaded ({exc}). "
+                    f"Put it in {target.parent}, or pass data_dir= / set AEKIT_DATA to the folder that holds {self.folder}/{self.filename}."
+                ) from None
+        return read_text_archive(found)
+
+
+#: 20 Newsgroups, "bydate" (18,846 posts; 20news-bydate-train/ and -test/ are its train and test splits), as scikit-learn fetches it.
+NEWSGROUPS = TextArchive(
+    folder="20news",
+    filename="20news-bydate.tar.gz",
+    url="https://ndownloader.figshare.com/files/5975967",
+    sha256="8f1b2514ca22a5ade8fbb9cfa5727df95fa587f4c87b786e15c759fa66d95610",
 )
 
 

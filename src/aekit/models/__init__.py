@@ -4,6 +4,8 @@ from .aae import AdversarialAutoencoder
 from .architectures import Architecture, list_architectures, register_architecture
 from .base import AEOutput, Autoencoder
 from .ensemble import AutoencoderEnsemble
+from .documents import BagOfWords
+from .hashing import SemanticHashing
 from .conv import ConvAutoencoder, ConvDenoisingAutoencoder, ConvVariationalAutoencoder
 from .recirculation import RecirculationAutoencoder
 from .simple import ContractiveAutoencoder, DenoisingAutoencoder, LinearAutoencoder, SparseAutoencoder, TiedAutoencoder
@@ -20,6 +22,7 @@ __all__ = [
     "Architecture",
     "list_architectures",
     "register_architecture",
+    "BagOfWords",
     "BetaTCVAE",
     "Quantized",
     "VAEGAN",
@@ -37,6 +40,7 @@ __all__ = [
     "PointCode",
     "LinearAutoencoder",
     "RecirculationAutoencoder",
+    "SemanticHashing",
     "SparseAutoencoder",
     "StackedAutoencoder",
     "StochasticAutoencoder",

@@ -77,6 +77,8 @@ class Architecture:
     name = "?"
     #: The shared options (``hidden``, ``activation``) this architecture fills in when the objective leaves them open.
     defaults: dict[str, Any] = {}
+    #: The reconstruction loss this architecture's output needs, if it needs one (``bow``: ``multinomial``).
+    loss: str | None = None
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -90,16 +92,28 @@ class Architecture:
         raise NotImplementedError
 
     def map_size(self, model: "Autoencoder", positions: int) -> tuple[int, int]:
-        """The ``(h, w)`` grid of a code map (``positions`` codes where the architecture has no grid of its own)."""
-        raise NotImplementedError
+        """The ``(h, w)`` grid of a code map: ``(positions, 1)`` for an architecture without a grid of its own."""
+        return (positions, 1)
 
     def map_encoder(self, model: "Autoencoder", channels: int, positions: int) -> nn.Module:
-        """``(batch, *input_shape) -> (batch, channels, h, w)`` over :meth:`map_size`."""
-        raise NotImplementedError
+        """``(batch, *input_shape) -> (batch, channels, h, w)`` over :meth:`map_size`; without a grid, the flat
+        encoder emits ``positions`` vectors."""
+        return nn.Sequential(self.encoder(model, channels * positions), nn.Unflatten(1, (channels, positions, 1)))
 
     def map_decoder(self, model: "Autoencoder", channels: int, positions: int) -> nn.Module:
-        """``(batch, channels, h, w) -> (batch, *input_shape)`` logits."""
-        raise NotImplementedError
+        """``(batch, channels, h, w) -> (batch, *output_shape)`` logits."""
+        return nn.Sequential(nn.Flatten(), self.decoder(model, channels * positions))
+
+    def output_shape(self, model: "Autoencoder") -> tuple[int, ...]:
+        """The shape of one reconstruction: the input's (``bow`` reconstructs a distribution over its vocabulary)."""
+        return model.input_shape
+
+    def adapt(self, model: "Autoencoder", x: Tensor) -> None:
+        """Fit what the network learns from the training samples before training (``bow``: its word weights)."""
+
+    def scale(self, model: "Autoencoder", x: Tensor) -> Tensor:
+        """Samples as the network reads them (``bow``: word counts -> weights); values unchanged by default."""
+        return x
 
     def prepare(self, x: Tensor) -> Tensor:
         """A batch ``(batch, *input_shape)`` as the layers want it (a memory layout); values unchanged."""
@@ -127,14 +141,6 @@ class MLP(Architecture):
     def decoder(self, model: "Autoencoder", size: int) -> nn.Module:
         return mlp([size, *reversed(model.hidden), model.n_features], model.activation)
 
-    def map_size(self, model: "Autoencoder", positions: int) -> tuple[int, int]:
-        return (positions, 1)
-
-    def map_encoder(self, model: "Autoencoder", channels: int, positions: int) -> nn.Module:
-        return nn.Sequential(self.encoder(model, channels * positions), nn.Unflatten(1, (channels, positions, 1)))
-
-    def map_decoder(self, model: "Autoencoder", channels: int, positions: int) -> nn.Module:
-        return nn.Sequential(nn.Flatten(), self.decoder(model, channels * positions))
 
 
 class ToImage(nn.Unflatten):

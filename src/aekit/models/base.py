@@ -161,10 +161,11 @@ class Autoencoder(nn.Module):
         Activation of the reconstruction: ``sigmoid`` for data in [0, 1] (the
         default), ``identity`` for unbounded data; the loss's own when it needs
         one (``sigmoid`` for ``bce``, ``softmax`` for ``categorical``).
-    loss : str
+    loss : str, optional
         Reconstruction loss: ``mse``, ``l1``, ``bce`` (= ``bernoulli``),
-        ``gaussian`` or ``categorical`` (see :mod:`aekit.losses`), summed over
-        features and averaged over samples.
+        ``gaussian``, ``categorical`` or ``multinomial`` (see :mod:`aekit.losses`), summed over
+        features and averaged over samples. Default: the architecture's when its output needs one
+        (``multinomial`` for ``bow``), else the objective's :attr:`default_loss` (``mse``; ``bernoulli`` for VAEs).
     input_scaling : str, optional
         Per-feature scaling learnt from the training rows when training starts
         (:meth:`adapt`) and kept in the model as buffers, so that a saved or
@@ -194,6 +195,8 @@ class Autoencoder(nn.Module):
     """
 
     model_name = "ae"
+    #: The reconstruction loss when neither the caller nor the architecture names one.
+    default_loss = "mse"
     #: The encoder emits ``code_factor * code_size`` numbers (2 for a Gaussian latent: mean, log-variance).
     code_factor = 1
     #: True when the reconstruction loss must be a normalised likelihood (``gaussian``, ``bernoulli``), as in an ELBO.
@@ -222,7 +225,7 @@ class Autoencoder(nn.Module):
         activation: str | None = None,
         code_activation: str = "identity",
         output_activation: str | None = None,
-        loss: str = "mse",
+        loss: str | None = None,
         input_scaling: str | None = None,
         score_smoothing: float = 0.0,
         architecture: str | None = None,
@@ -241,6 +244,10 @@ class Autoencoder(nn.Module):
         # the resolved choices, so that the saved config rebuilds this network whatever later defaults become
         resolved = {"hidden": list(self.hidden)} if hidden is None else {}
         self.config.update(architecture=self.architecture.name, activation=self.activation, **resolved, **self.architecture.options)
+        loss = loss or self.architecture.loss or self.default_loss
+        self.config["loss"] = loss
+        if self.architecture.loss is not None and loss != self.architecture.loss:
+            raise ConfigError(f"the {self.architecture.name} architecture's output needs loss={self.architecture.loss!r}, not {loss!r}; leave loss unset.")
         if loss not in RECONSTRUCTION_LOSSES:
             raise ConfigError(f"unknown loss {loss!r}.{suggest(loss, RECONSTRUCTION_LOSSES)} Choose one of: {', '.join(RECONSTRUCTION_LOSSES)}.")
         self.reconstruction = RECONSTRUCTION_LOSSES[loss]
@@ -254,6 +261,8 @@ class Autoencoder(nn.Module):
         if needed is not None and output_activation != needed:
             raise ConfigError(f"loss={loss!r} needs output_activation={needed!r} (got {output_activation!r}).")
         self.n_features = math.prod(self.input_shape)
+        #: The shape of a reconstruction: the input's, or the architecture's own (a document's word distribution).
+        self.output_shape = self.architecture.output_shape(self)
         self.score_smoothing = check_range("score_smoothing", score_smoothing, 0.0)
         if self.score_smoothing and len(self.input_shape) < 2:
             raise ConfigError(f"score_smoothing blurs the residual image, so it needs an image input_shape such as (1, 28, 28), got {self.input_shape}.")
@@ -322,20 +331,25 @@ class Autoencoder(nn.Module):
         return [p for p in self.parameters() if id(p) not in apart]
 
     def decode_logits(self, z: Tensor) -> Tensor:
-        """Codes ``(batch, code_size)`` -> pre-activation outputs ``(batch, *input_shape)``."""
-        return self.decoder(z).reshape(-1, *self.input_shape)
+        """Codes ``(batch, code_size)`` -> pre-activation outputs ``(batch, *output_shape)`` (the input's shape
+        but for architectures with their own, such as ``bow``'s word distribution)."""
+        return self.decoder(z).reshape(-1, *self.output_shape)
 
     # -- input scaling ------------------------------------------------------------------------------
 
     def adapt(self, x: Tensor) -> None:
-        """Fit what depends on the data before training starts: the input scaling (the Trainer calls it)."""
+        """Fit what depends on the data before training starts: the architecture's (a vocabulary's word weights)
+        and the input scaling (the Trainer calls it)."""
+        self.architecture.adapt(self, x)
         if self.input_scaling is not None:
             center, scale = INPUT_SCALINGS[self.input_scaling](x.reshape(len(x), -1).double())
             self.input_center.copy_(center)
             self.input_scale.copy_(scale)
 
     def scale(self, x: Tensor) -> Tensor:
-        """Raw samples ``(batch, *input_shape)`` -> the scaled values the model works on."""
+        """Raw samples ``(batch, *input_shape)`` -> the scaled values the model works on (a document's word
+        counts -> their weights)."""
+        x = self.architecture.scale(self, x)
         if self.input_scaling is None:
             return x
         return ((x.reshape(x.shape[0], -1) - self.input_center) / self.input_scale).reshape(x.shape)

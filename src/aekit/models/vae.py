@@ -42,10 +42,12 @@ class VariationalAutoencoder(GaussianPrior, Autoencoder):
     scalars = ("beta",)
     sampled_score = True  # anomaly_score draws codes: a row's score depends on where it sits in its batch
 
-    def __init__(self, beta: float = 1.0, free_bits: float = 0.0, loss: str = "bernoulli", **options: Any) -> None:
+    default_loss = "bernoulli"
+
+    def __init__(self, beta: float = 1.0, free_bits: float = 0.0, loss: str | None = None, **options: Any) -> None:
         super().__init__(loss=loss, **options)
         if not self.reconstruction.is_nll:
-            raise ConfigError(f"a VAE's decoder is a likelihood: use loss='bernoulli' or 'gaussian', not {loss!r}.")
+            raise ConfigError(f"a VAE's decoder is a likelihood: use loss='bernoulli' or 'gaussian', not {self.config['loss']!r}.")
         self.beta = check_range("beta", beta, 0)
         self.free_bits = check_range("free_bits", free_bits, 0)
 
@@ -108,7 +110,9 @@ class VariationalAutoencoder(GaussianPrior, Autoencoder):
 class StochasticAutoencoder(Autoencoder):
     """Gaussian noise injected into the code while training; the loss is the decoder distribution's NLL."""
 
-    def __init__(self, code_noise: float = 0.1, loss: str = "gaussian", **options: Any) -> None:
+    default_loss = "gaussian"
+
+    def __init__(self, code_noise: float = 0.1, loss: str | None = None, **options: Any) -> None:
         super().__init__(loss=loss, **options)
         self.code_noise = check_range("code_noise", code_noise, 0)
 
