@@ -11,7 +11,7 @@ import torch
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 
 import aekit
-from aekit.apps.documents import hamming
+from aekit.apps.documents import hamming, tfidf
 from aekit.cli import main
 from aekit.data.text import TOKENS, as_bags
 from aekit.errors import DataError
@@ -108,10 +108,11 @@ def test_the_bow_input_layer_is_a_linear_layer_on_sklearns_tfidf_vectors(tmp_pat
     model.adapt(data.x)
     counts = CountVectorizer(vocabulary=data.vocabulary, **TOKENS).transform(data.texts)
     counts.data = np.log1p(counts.data)  # log(1 + tf) (sklearn's sublinear_tf is 1 + log tf), then its smoothed idf and L2 rows
-    tfidf = TfidfTransformer().fit_transform(counts).toarray()
+    tfidf_vectors = TfidfTransformer().fit_transform(counts).toarray()
     layer = model.encoder[0]
-    expected = torch.from_numpy(tfidf).float() @ layer.rows.weight + layer.bias
+    expected = torch.from_numpy(tfidf_vectors).float() @ layer.rows.weight + layer.bias
     torch.testing.assert_close(layer(model.scale(data.x)), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(tfidf(model, data.x).toarray(), tfidf_vectors, rtol=1e-5, atol=1e-6)
     assert model.output_shape == (len(data.vocabulary),) and model.config["loss"] == "multinomial"
 
 
@@ -139,6 +140,8 @@ def test_train_evaluate_search_and_encode_documents_from_the_command_line(tmp_pa
     assert main(["encode", str(run), "--dataset", str(test), "-o", str(tmp_path / "codes.csv")]) == 0
     header, first = (tmp_path / "codes.csv").read_text().splitlines()[:2]
     assert header.startswith("id,bits,z0") and len(first.split(",")[1]) == 16  # 64 bits as 16 hex digits
+    assert main(["embed", str(run), "--dataset", str(test), "-o", str(tmp_path / "map.png")]) == 0
+    assert (tmp_path / "map.png").stat().st_size > 10_000
     assert main(["search", str(run), "--text", "the of and"]) == 2  # nothing but stop words: one line, exit 2
     assert "none of the query's words" in capsys.readouterr().err
 

@@ -33,7 +33,8 @@ SMALL = {
     "vae-gan": {"input_shape": (1, 6, 5), "channels": (4,), "hidden": (8,)},
     "stacked": {"input_shape": (12,), "hidden": (8,)},
     "recirculation": {"input_shape": (12,)},
-    "ensemble": {"input_shape": (12,), "hidden": (8,), "members": 1},  # one member: its code is (batch, code_size)
+    "ensemble": {"input_shape": (12,), "hidden": (8,), "members": 1},
+    "hashing": {"input_shape": (12,), "hidden": (8,)},  # one member: its code is (batch, code_size)
 }
 
 

@@ -1,10 +1,17 @@
 """Semantic retrieval of documents: binary codes compared by Hamming distance, real codes by cosine.
 
 After training on documents, ``aekit train`` keeps a :class:`DocumentIndex` of every training document in
-the run folder (its codes, bits, path, class and opening words), so that ``aekit search RUN --text ...``
-answers without reading the corpus again, and ``aekit evaluate RUN --retrieval K`` lets test documents
-query the training documents. Bits are a model's own where it has them (:meth:`SemanticHashing.binary_codes`);
-for any other model, each code unit is thresholded at its median over the training documents.
+the run folder (its codes, bits, TF-IDF vector, path, class and opening words), so that
+``aekit search RUN --text ...`` answers without reading the corpus again, and
+``aekit evaluate RUN --retrieval K`` lets test documents query the training documents. Bits are a model's
+own where it has them (:meth:`SemanticHashing.binary_codes`); for any other model, each code unit is
+thresholded at its median over the training documents.
+
+Free-text search ranks by the sum of a semantic and a lexical similarity: ``1 - hamming / bits`` of the bits
+and the cosine of the TF-IDF vectors (the model's own word weights), each in [0, 1]. A query of a few
+dozen words (the first 400 characters of a 20 Newsgroups post) finds a hit of its newsgroup among the
+top 5 in 0.58 of the cases this way, against 0.50 by TF-IDF alone and 0.43 by the codes alone
+(300 test posts; benchmarks/results/text.md): the code knows the topic, the words know names and rare terms.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import sparse
+from sklearn.preprocessing import normalize
 from torch import nn
 
 from ..checkpoint import atomic_write, read_json
@@ -46,6 +55,16 @@ def hamming(queries: np.ndarray, base: np.ndarray) -> np.ndarray:
     return (q @ (1 - b).T + (1 - q) @ b.T).round().to(torch.int32).numpy()
 
 
+def tfidf(model: nn.Module, bags: torch.Tensor) -> sparse.csr_matrix:
+    """Documents' L2-normalised TF-IDF vectors ``(n, vocabulary)`` under a ``bow`` model's own word weights."""
+    weighted = batched(lambda b: model.scale(b), bags).numpy()
+    ids, weights = weighted[:, 0].astype(np.int64), weighted[:, 1]
+    rows = np.repeat(np.arange(len(weighted)), weighted.shape[2])
+    matrix = sparse.csr_matrix((weights.ravel(), (rows, ids.ravel())), shape=(len(weighted), model.output_shape[0]), dtype=np.float32)
+    matrix.eliminate_zeros()
+    return normalize(matrix)
+
+
 def snippet(text: str) -> str:
     """A document's opening, on one line."""
     return " ".join(text.split())[:SNIPPET]
@@ -53,10 +72,11 @@ def snippet(text: str) -> str:
 
 @dataclass
 class DocumentIndex:
-    """The training documents of a run: codes ``(n, d)``, bits ``(n, bits)``, ids (paths), class names, snippets."""
+    """The training documents of a run: codes ``(n, d)``, bits ``(n, bits)``, TF-IDF vectors, ids (paths), class names, snippets."""
 
     codes: np.ndarray
     bits: np.ndarray
+    words: sparse.csr_matrix
     ids: list[str]
     classes: list[str] | None
     snippets: list[str]
@@ -70,16 +90,18 @@ class DocumentIndex:
         codes = encode(model, data.x)
         thresholds = None if hasattr(model, "binary_codes") else np.median(codes, axis=0)
         classes = [data.classes[int(i)] for i in data.y] if data.y is not None and data.classes else None
-        return cls(codes, binary_codes(model, data.x, thresholds), list(data.ids), classes, [snippet(t) for t in data.texts], codes.mean(0), thresholds)
+        bits = binary_codes(model, data.x, thresholds)
+        return cls(codes, bits, tfidf(model, data.x), list(data.ids), classes, [snippet(t) for t in data.texts], codes.mean(0), thresholds)
 
     def save(self, run: Path) -> None:
         buffer = io.BytesIO()
-        arrays = {"codes": self.codes, "bits": np.packbits(self.bits, axis=1), "center": self.center}
+        arrays = {"codes": self.codes, "bits": np.packbits(self.bits, axis=1), "center": self.center,
+                  "words_indptr": self.words.indptr, "words_indices": self.words.indices, "words_data": self.words.data}
         if self.thresholds is not None:
             arrays["thresholds"] = self.thresholds
         np.savez(buffer, **arrays)
         atomic_write(run / DOCUMENT_CODES, buffer.getvalue())
-        meta = {"bits": int(self.bits.shape[1]), "ids": self.ids, "classes": self.classes, "snippets": self.snippets}
+        meta = {"bits": int(self.bits.shape[1]), "words": int(self.words.shape[1]), "ids": self.ids, "classes": self.classes, "snippets": self.snippets}
         atomic_write(run / DOCUMENTS, json.dumps(meta))
 
     @classmethod
@@ -90,7 +112,8 @@ class DocumentIndex:
         try:
             with np.load(run / DOCUMENT_CODES, allow_pickle=False) as arrays:
                 bits = np.unpackbits(arrays["bits"], axis=1)[:, : meta["bits"]].astype(bool)
-                return cls(arrays["codes"], bits, meta["ids"], meta["classes"], meta["snippets"], arrays["center"], arrays["thresholds"] if "thresholds" in arrays else None)
+                words = sparse.csr_matrix((arrays["words_data"], arrays["words_indices"], arrays["words_indptr"]), shape=(len(bits), int(meta["words"])))
+                return cls(arrays["codes"], bits, words, meta["ids"], meta["classes"], meta["snippets"], arrays["center"], arrays["thresholds"] if "thresholds" in arrays else None)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{run / DOCUMENT_CODES} is missing or corrupt ({type(exc).__name__}: {exc}); train the run again.") from None
 
@@ -144,13 +167,14 @@ def text_bags(model: nn.Module, texts: list[str]) -> torch.Tensor:
     return torch.from_numpy(bags)
 
 
-#: From this many documents on, search goes through a FAISS binary index (where installed), without tie-breaking.
-FAISS_FROM = 100_000
+#: From this many documents on, search ranks only the SHORTLIST nearest by Hamming distance (through a FAISS
+#: binary index where FAISS is installed).
+FAISS_FROM, SHORTLIST = 100_000, 1000
 
 
 def search_text(model: nn.Module, index: DocumentIndex, text: str, k: int) -> list[dict]:
-    """The ``k`` indexed documents nearest ``text`` by Hamming distance of their bits, ties broken by the
-    cosine of the real codes (for 100,000 documents and more, FAISS's order where it is installed)."""
+    """The ``k`` indexed documents most similar to ``text``: by ``1 - hamming / bits`` of their bits plus the
+    cosine of their TF-IDF vectors (the module docstring says why both)."""
     if not text.strip():
         raise DataError("the query text is empty; give some words to search for.")
     bags = text_bags(model, [text])
@@ -158,15 +182,15 @@ def search_text(model: nn.Module, index: DocumentIndex, text: str, k: int) -> li
         raise DataError("none of the query's words is in this model's vocabulary; try other words.")
     bits = binary_codes(model, bags, index.thresholds)
     if len(index.ids) >= FAISS_FROM:
-        distances, indices = index.nearest_by_hamming(bits, k)
+        distance, candidates = (a[0] for a in index.nearest_by_hamming(bits, SHORTLIST))
     else:
-        distance = hamming(bits, index.bits)[0]
-        cosine = _unit(index.codes - index.center) @ _unit(encode(model, bags) - index.center)[0]
-        order = np.lexsort((-cosine, distance))[:k]
-        distances, indices = distance[order][None], order[None]
+        distance, candidates = hamming(bits, index.bits)[0], np.arange(len(index.ids))
+    similarity = 1 - distance / bits.shape[1] + (index.words[candidates] @ tfidf(model, bags).T).toarray()[:, 0]
+    best = np.argsort(-similarity, kind="stable")[:k]
     return [
-        {"path": index.ids[i], "class": index.classes[i] if index.classes else None, "distance": int(d), "snippet": index.snippets[i]}
-        for d, i in zip(distances[0], indices[0])
+        {"path": index.ids[candidates[i]], "class": index.classes[candidates[i]] if index.classes else None,
+         "distance": int(distance[i]), "similarity": round(float(similarity[i]), 4), "snippet": index.snippets[candidates[i]]}
+        for i in best
     ]
 
 

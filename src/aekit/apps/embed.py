@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.decomposition import PCA
+from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.manifold import TSNE, trustworthiness
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
@@ -63,9 +63,16 @@ def embed(model: nn.Module, data: Dataset, method: str = "pca", n_neighbors: int
     keep = np.sort(rng.choice(len(data), size=min(max_points, len(data)), replace=False))
     n_neighbors = min(n_neighbors, (len(keep) - 1) // 2)  # trustworthiness needs n_neighbors < n / 2
     x = data.x[keep]
-    raw = x.flatten(1).numpy()
     labels = data.y[keep].numpy() if data.y is not None else None
-    maps = {"autoencoder": to_2d(encode(model, x), method, seed), "pca": to_2d(raw, "pca", seed)}
+    if data.is_text:  # documents: their TF-IDF vectors (sparse) are the inputs, and PCA is LSA's truncated SVD
+        from .documents import tfidf
+
+        raw = tfidf(model, x)
+        baseline = TruncatedSVD(2, random_state=seed).fit_transform(raw)
+    else:
+        raw = x.flatten(1).numpy()
+        baseline = to_2d(raw, "pca", seed)
+    maps = {"autoencoder": to_2d(encode(model, x), method, seed), "pca": baseline}
     trust = {name: float(trustworthiness(raw, points, n_neighbors=n_neighbors)) for name, points in maps.items()}
     knn = {}
     if labels is not None and len(np.unique(labels)) > 1:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..validation import check_range
 from .architectures import Architecture, register_architecture
 from .layers import activation as make_activation
 from .layers import mlp
@@ -41,8 +42,9 @@ class BagInput(nn.Module):
     """``(batch, 2, length)`` weighted bags -> ``W^T v + b`` with ``v`` a document's L2-normalised word weights:
     ``nn.Linear(words, width)`` on the dense vector ``v``, initialised alike, without forming ``v``."""
 
-    def __init__(self, words: int, width: int) -> None:
+    def __init__(self, words: int, width: int, word_dropout: float = 0.0) -> None:
         super().__init__()
+        self.word_dropout = word_dropout
         self.rows = nn.EmbeddingBag(words, width, mode="sum")
         self.bias = nn.Parameter(torch.empty(width))
         bound = 1 / math.sqrt(words)  # nn.Linear's initialisation (kaiming-uniform with a = sqrt(5)) for fan-in `words`
@@ -51,6 +53,9 @@ class BagInput(nn.Module):
 
     def forward(self, bags: Tensor) -> Tensor:
         ids, weights = bag_parts(bags)
+        if self.training and self.word_dropout:  # each document keeps a share of its words drawn from U(1 - word_dropout, 1)
+            keep = 1 - self.word_dropout * torch.rand(len(weights), 1, device=weights.device)
+            weights = weights * (torch.rand_like(weights) < keep)
         weights = F.normalize(weights.float(), dim=1)  # an empty document stays all zeros
         return self.rows(ids, per_sample_weights=weights.to(self.rows.weight.dtype)) + self.bias
 
@@ -71,10 +76,11 @@ class BagOfWords(Architecture):
     defaults = {"hidden": (500, 500), "activation": "relu"}
     loss = "multinomial"
 
-    def __init__(self, vocabulary: list[str] | int = 0) -> None:
+    def __init__(self, vocabulary: list[str] | int = 0, word_dropout: float = 0.0) -> None:
         if isinstance(vocabulary, bool) or not (isinstance(vocabulary, int) and vocabulary > 0 or isinstance(vocabulary, (list, tuple)) and vocabulary and all(isinstance(w, str) for w in vocabulary)):
             raise ConfigError("the bow architecture needs vocabulary= (its words, e.g. a loaded document Dataset's .vocabulary) or their number.")
-        super().__init__(vocabulary=vocabulary if isinstance(vocabulary, int) else list(vocabulary))
+        super().__init__(vocabulary=vocabulary if isinstance(vocabulary, int) else list(vocabulary), word_dropout=check_range("word_dropout", word_dropout, 0, 1, high_open=True))
+        self.word_dropout = word_dropout
         self.words = None if isinstance(vocabulary, int) else list(vocabulary)
         self.size = vocabulary if isinstance(vocabulary, int) else len(vocabulary)
 
@@ -108,8 +114,8 @@ class BagOfWords(Architecture):
         first, *rest = [*model.hidden, size]
         if not rest:  # no hidden layers: the bag's layer is the code's
             final = [] if model.code_activation == "identity" else [make_activation(model.code_activation)]
-            return nn.Sequential(BagInput(self.size, first), *final)
-        return nn.Sequential(BagInput(self.size, first), make_activation(model.activation), *mlp([first, *rest], model.activation, model.code_activation))
+            return nn.Sequential(BagInput(self.size, first, self.word_dropout), *final)
+        return nn.Sequential(BagInput(self.size, first, self.word_dropout), make_activation(model.activation), *mlp([first, *rest], model.activation, model.code_activation))
 
     def decoder(self, model: "Autoencoder", size: int) -> nn.Module:
         return nn.Linear(size, self.size)
