@@ -157,3 +157,18 @@ def test_the_scikit_learn_transformer_takes_a_sparse_tfidf_matrix(tmp_path):
     z = pipeline.fit_transform(data.texts)
     assert z.shape == (len(data), 3) and np.isfinite(z).all()
     assert pipeline.transform(["orbit launch"]).shape == (1, 3)
+
+
+def test_bm25_weights_follow_the_okapi_formula_by_brute_force():
+    from aekit.apps.documents import BM25_B, BM25_K1, bm25_weights
+
+    counts = np.array([[2, 0, 1], [0, 3, 0], [1, 1, 0], [0, 0, 4]], dtype=np.float32)
+    weights = bm25_weights(__import__("scipy").sparse.csr_matrix(counts)).toarray()
+    n, length = len(counts), counts.sum(1)
+    for d in range(n):
+        for w in range(3):
+            df = (counts[:, w] > 0).sum()
+            idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
+            tf = counts[d, w]
+            expected = idf * tf * (BM25_K1 + 1) / (tf + BM25_K1 * (1 - BM25_B + BM25_B * length[d] / length.mean())) if tf else 0.0
+            assert weights[d, w] == pytest.approx(expected, rel=1e-5)

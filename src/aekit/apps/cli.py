@@ -83,7 +83,7 @@ def cmd_detect(args):
     if args.normal_class is not None:
         if data.y is None:
             raise DataError(f"{data.name} has no labels, so --normal-class cannot mark anomalies.")
-        anomalous = (data.y != args.normal_class).numpy()
+        anomalous = ~np.isin(data.y.numpy(), class_indices(data, args.normal_class))
     elif data.y is not None and set(data.y.unique().tolist()) <= {0, 1} and len(data.y.unique()) == 2:
         anomalous = data.y.numpy().astype(bool)  # the ODDS convention: 1 = outlier
     else:
@@ -114,6 +114,20 @@ def cmd_detect(args):
         maps = anomaly_maps(run / RESULTS / f"{stem}-maps.png", model, data.x, result.scores, feature_contributions)
     table = out.suffix.lower() == ".csv"
     _report(run, stem, result.summary(), None if table else out, *[p for p in (out if table else None, maps) if p is not None])
+
+
+def class_indices(data, names: list[str]) -> list[int]:
+    """The label numbers of classes given by name (a sub-folder's) or by number."""
+    indices = []
+    for name in names:
+        if data.classes is not None and name in data.classes:
+            indices.append(data.classes.index(name))
+        elif name.lstrip("-").isdigit() and (data.classes is None or 0 <= int(name) < len(data.classes)):
+            indices.append(int(name))
+        else:
+            known = f"its classes are {', '.join(data.classes[:12])}{' ...' if len(data.classes) > 12 else ''}" if data.classes else "its labels are numbers"
+            raise DataError(f"{data.name} has no class {name!r}; {known}.")
+    return indices
 
 
 def anomaly_maps(path: Path, model, x: torch.Tensor, scores: np.ndarray, contributions, n: int = 8) -> Path:
@@ -316,7 +330,7 @@ def add_commands(commands, sizes, option, names) -> None:
 
     p = commands.add_parser("detect", help="anomaly scores, saved threshold, flagged rows by id, ROC AUC", description="Score every sample (the model's anomaly score: reconstruction error, code density, minus the ELBO for a VAE), flag those whose conformal p-value against the run's calibration scores is at most --false-alarm-rate, and evaluate when labels exist. -o scores.csv writes one line per sample (id, score, pvalue, flagged, top_features); -o scores.png the histogram.")
     _data_args(p, "which part to score (default: test for the run's own data, all for another file)", names)
-    p.add_argument("--normal-class", type=int, help="label of the normal class (others are anomalies); by default 0/1 labels are read as 1 = anomaly")
+    p.add_argument("--normal-class", type=names, help="the normal class(es), by label or name, comma-separated (others are anomalies), e.g. 3 or good or sci.space,sci.med; by default 0/1 labels are read as 1 = anomaly")
     p.add_argument("--false-alarm-rate", type=float, default=0.05, help="share of normal samples that may be flagged: the saved threshold (default: 0.05)")
     p.add_argument("--contamination", type=float, help="instead, flag this share of the reference scores")
     p.add_argument("--percentile", type=float, help="instead, flag scores above this percentile of the reference scores")
