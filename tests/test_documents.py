@@ -142,6 +142,11 @@ def test_train_evaluate_search_and_encode_documents_from_the_command_line(tmp_pa
     assert header.startswith("id,bits,z0") and len(first.split(",")[1]) == 16  # 64 bits as 16 hex digits
     assert main(["embed", str(run), "--dataset", str(test), "-o", str(tmp_path / "map.png")]) == 0
     assert (tmp_path / "map.png").stat().st_size > 10_000
+    assert main(["detect", str(run), "--dataset", str(test), "--normal-class", "space,cars", "-o", str(tmp_path / "scores.csv")]) == 0
+    scores = (tmp_path / "scores.csv").read_text().splitlines()
+    assert scores[0].startswith("id,score") and len(scores) == 16 and "food/000.txt" in (tmp_path / "scores.csv").read_text()
+    assert main(["report", str(run), "-o", str(tmp_path / "report.html")]) == 0
+    assert "roc auc" in (tmp_path / "report.html").read_text() and "knn accuracy" in (tmp_path / "report.html").read_text()
     assert main(["search", str(run), "--text", "the of and"]) == 2  # nothing but stop words: one line, exit 2
     assert "none of the query's words" in capsys.readouterr().err
 
