@@ -218,8 +218,14 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     >>> X_back = est.inverse_transform(Z)
     """
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # a sparse matrix is read as documents' word counts or weights
+        return tags
+
     def fit(self, X: Any, y: Any = None) -> "AutoencoderTransformer":
-        """Train the autoencoder on ``X`` (n_samples, n_features); ``y`` is ignored."""
+        """Train the autoencoder on ``X`` (n_samples, n_features); ``y`` is ignored. A scipy sparse matrix
+        (non-negative: word counts or TF-IDF weights) trains a document model on its rows as bags of words."""
         self._fit(X)
         return self
 

@@ -28,6 +28,7 @@ class Embedding:
     labels: np.ndarray | None
     trustworthiness: dict[str, float]  # per map: how well 2-D neighbourhoods respect input-space ones
     knn_accuracy: dict[str, float]  # per map: 5-fold k-NN accuracy on the labels (when there are labels)
+    baseline: str = "PCA of the inputs"  # what the second map is (documents: LSA)
 
     def summary(self) -> dict[str, dict[str, float]]:
         return {"trustworthiness": self.trustworthiness, "knn_accuracy": self.knn_accuracy}
@@ -79,24 +80,25 @@ def embed(model: nn.Module, data: Dataset, method: str = "pca", n_neighbors: int
         folds = min(5, int(np.bincount(labels).min()) if labels.min() >= 0 else 5)
         if folds >= 2:
             knn = {name: float(cross_val_score(KNeighborsClassifier(n_neighbors), points, labels, cv=folds).mean()) for name, points in maps.items()}
-    return Embedding(maps["autoencoder"], maps["pca"], labels, trust, knn)
+    return Embedding(maps["autoencoder"], maps["pca"], labels, trust, knn, "LSA (truncated SVD of TF-IDF)" if data.is_text else "PCA of the inputs")
 
 
 def plot_embedding(embedding: Embedding, path, title: str = "", classes: list[str] | None = None):
-    """Two scatter plots side by side, coloured by label: a legend of class names for up to 10 classes, a colour bar beyond."""
+    """Two scatter plots side by side, coloured by label: a legend of class names for up to 20 classes, a colour bar beyond."""
     import matplotlib.pyplot as plt
 
     from ..plotting import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), layout="constrained")
     labels = embedding.labels
-    few = labels is not None and len(np.unique(labels)) <= 10
-    for ax, (name, points) in zip(axes, (("autoencoder code", embedding.autoencoder), ("PCA of the inputs", embedding.pca))):
+    few = labels is not None and len(np.unique(labels)) <= 20
+    palette = plt.cm.tab10 if labels is not None and len(np.unique(labels)) <= 10 else plt.cm.tab20
+    for ax, (name, points) in zip(axes, (("autoencoder code", embedding.autoencoder), (embedding.baseline, embedding.pca))):
         key = "autoencoder" if name.startswith("auto") else "pca"
         if few:
             for i, label in enumerate(np.unique(labels)):
                 shown = classes[label] if classes is not None and 0 <= label < len(classes) else str(label)
-                ax.scatter(*points[labels == label].T, s=4, alpha=0.8, color=plt.cm.tab10(i), label=shown)
+                ax.scatter(*points[labels == label].T, s=4, alpha=0.8, color=palette(i), label=shown)
         else:
             colours = {"c": labels, "cmap": "viridis"} if labels is not None else {"c": "tab:blue"}
             scatter = ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.8, **colours)
