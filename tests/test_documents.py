@@ -177,3 +177,25 @@ def test_bm25_weights_follow_the_okapi_formula_by_brute_force():
             tf = counts[d, w]
             expected = idf * tf * (BM25_K1 + 1) / (tf + BM25_K1 * (1 - BM25_B + BM25_B * length[d] / length.mean())) if tf else 0.0
             assert weights[d, w] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", [n for n in aekit.list_models() if not n.startswith("readme")])
+def test_every_objective_builds_on_bow_or_says_why(name):
+    from aekit.errors import ConfigError
+    from aekit.registry import model_class
+
+    words = [f"w{i}" for i in range(30)]
+    bags = torch.zeros(6, 2, 5)
+    bags[:, 0], bags[:, 1] = torch.randint(0, 30, (6, 5)).float(), torch.randint(0, 3, (6, 5)).float()
+    options = {"vqvae": {"codebook_size": 8, "prior_width": 16, "positions": 4}}.get(name, {})
+    allowed = model_class(name).architectures
+    if name == "recirculation" or (allowed is not None and "bow" not in allowed):
+        with pytest.raises(ConfigError):
+            aekit.get_model(name, architecture="bow", vocabulary=words, input_shape=(2, 5), code_size=3, hidden=(8,), **options)
+        return
+    model = aekit.get_model(name, architecture="bow", vocabulary=words, input_shape=(2, 5), code_size=3, hidden=(8,), **options)
+    model.adapt(bags)
+    out = model.train()(bags)
+    assert out.x_hat.shape == (6, 30) and torch.isfinite(out.loss)
+    sum(out.group_losses.values(), out.loss).backward()
+    assert model.eval().encode(bags).shape[0] == 6

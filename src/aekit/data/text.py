@@ -77,7 +77,7 @@ def _class_and_part(relative: Path) -> tuple[str, str | None]:
 def _collect(files: list[tuple[str, bytes]], where: str) -> Texts:
     """Documents from ``(relative path, bytes)`` pairs, classes from their folders."""
     if not files:
-        raise DataError(f"{where} holds no text documents; aekit reads a folder (or .tar.gz) of text files, one sub-folder per class.")
+        raise DataError(f"{where} holds no text documents (and no images); aekit reads a folder of images, or a folder (or .tar.gz) of text files, one sub-folder per class.")
     texts, ids, labels, parts, latin1 = [], [], [], [], 0
     for name, data in sorted(files):
         text, fallback = decode(data, f"{where}: {name}")

@@ -142,7 +142,6 @@ class MLP(Architecture):
         return mlp([size, *reversed(model.hidden), model.n_features], model.activation)
 
 
-
 class ToImage(nn.Unflatten):
     """``(batch, c * h * w) -> (batch, c, h, w)``, in the channels-last memory layout when asked.
 

@@ -93,6 +93,9 @@ class SparseAutoencoder(Autoencoder):
 class ContractiveAutoencoder(Autoencoder):
     """Adds ``weight * ||J_f(x)||_F^2``, the encoder Jacobian's squared Frobenius norm (Rifai et al. 2011)."""
 
+    architectures = ("mlp", "conv")
+    architecture_note = "its penalty differentiates the code by the input's values, and a bag of words's input is word ids."
+
     def __init__(self, weight: float = 0.1, jacobian: str = "exact", probes: int = 1, **options: Any) -> None:
         super().__init__(**options)
         if jacobian not in ("exact", "estimate"):
@@ -117,6 +120,9 @@ class ContractiveAutoencoder(Autoencoder):
 @register_model("denoising")
 class DenoisingAutoencoder(Autoencoder):
     """Corrupts its input while training (``noise="gaussian:0.5"``, ``"masking:0.3"``, ``"salt_and_pepper:0.1"``) and reconstructs the clean input."""
+
+    architectures = ("mlp", "conv")
+    architecture_note = "its noise would corrupt a bag's word ids; for documents, drop words instead: the bow architecture's word_dropout."
 
     def __init__(self, noise: str = "gaussian:0.3", clip: bool = True, **options: Any) -> None:
         super().__init__(**options)

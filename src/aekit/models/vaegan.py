@@ -49,6 +49,9 @@ class VAEGAN(VariationalAutoencoder):
     benchmarks/samples.py's measure), so 0.1 is the default.
     """
 
+    architectures = ("mlp", "conv")
+    architecture_note = "its discriminator compares data with reconstructions in the input's form, and a document's reconstruction is a word distribution, not a bag."
+
     loss_groups = {"discriminator": "discriminator"}
 
     def __init__(self, feature_weight: float = 0.01, adversarial_weight: float = 0.1, hidden: Sequence[int] | None = None, **options: Any) -> None:

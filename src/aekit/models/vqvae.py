@@ -87,7 +87,7 @@ class VQVAE(Autoencoder):
     ) -> None:
         self.codebook_size = positive_int("codebook_size", codebook_size)
         super().__init__(code_size=code_size, hidden=hidden, **options)
-        if self.architecture.name != "mlp" and self.hidden:
+        if self.architecture.name == "conv" and self.hidden:
             raise ConfigError("a VQ-VAE's code is a map of codebook vectors, with no hidden layers before it on conv; leave hidden empty.")
         self.commitment = check_range("commitment", commitment, 0)
         self.decay = check_range("decay", decay, 0, 1)
