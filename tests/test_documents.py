@@ -199,3 +199,25 @@ def test_every_objective_builds_on_bow_or_says_why(name):
     assert out.x_hat.shape == (6, 30) and torch.isfinite(out.loss)
     sum(out.group_losses.values(), out.loss).backward()
     assert model.eval().encode(bags).shape[0] == 6
+
+
+def test_20news_is_read_offline_from_the_data_folder_and_a_failed_download_says_where_to_put_it(tmp_path, monkeypatch):
+    import dataclasses
+
+    from aekit.data import sources
+    from aekit.errors import DownloadError
+
+    for part in ("train", "test"):
+        corpus(tmp_path / "src" / f"20news-bydate-{part}", per_class=3, seed=len(part))
+    (tmp_path / "data" / "20news").mkdir(parents=True)
+    with tarfile.open(tmp_path / "data" / "20news" / "20news-bydate.tar.gz", "w:gz") as archive:
+        archive.add(tmp_path / "src", arcname=".")
+    test = aekit.load_dataset("20news", split="test", data_dir=tmp_path / "data")
+    assert len(test) == 9 and test.classes == sorted(TOPICS)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AEKIT_DATA", raising=False)
+    wrong = dataclasses.replace(sources.NEWSGROUPS, url=(tmp_path / "data" / "20news" / "20news-bydate.tar.gz").as_uri())  # served, but not the published bytes
+    monkeypatch.setitem(aekit.data.NAMED, "20news", wrong.read)
+    with pytest.raises(DownloadError, match="checksum mismatch.*Put it in"):
+        aekit.load_dataset("20news", data_dir=tmp_path / "empty")
+    assert not list((tmp_path / "empty").rglob("*.tar.gz"))  # nothing half-written
