@@ -104,7 +104,7 @@ def test_the_multinomial_loss_is_the_cross_entropy_of_the_documents_words():
 
 def test_the_bow_input_layer_is_a_linear_layer_on_sklearns_tfidf_vectors(tmp_path):
     data = aekit.load_dataset(str(corpus(tmp_path / "docs")), split="all")
-    model = aekit.get_model("hashing", architecture="bow", vocabulary=data.vocabulary, input_shape=data.shape, code_size=4, hidden=(6,))
+    model = aekit.get_model("hashing", architecture="bow", vocabulary=data.vocabulary, input_shape=data.shape, code_size=4, hidden=(6,)).eval()
     model.adapt(data.x)
     counts = CountVectorizer(vocabulary=data.vocabulary, **TOKENS).transform(data.texts)
     counts.data = np.log1p(counts.data)  # log(1 + tf) (sklearn's sublinear_tf is 1 + log tf), then its smoothed idf and L2 rows
@@ -221,3 +221,21 @@ def test_20news_is_read_offline_from_the_data_folder_and_a_failed_download_says_
     with pytest.raises(DownloadError, match="checksum mismatch.*Put it in"):
         aekit.load_dataset("20news", data_dir=tmp_path / "empty")
     assert not list((tmp_path / "empty").rglob("*.tar.gz"))  # nothing half-written
+
+
+def test_word_dropout_keeps_a_share_of_each_documents_words_drawn_from_one_minus_the_rate_to_one():
+    from aekit.models.documents import BagInput
+
+    layer = BagInput(50, 3, word_dropout=0.6)
+    torch.nn.init.ones_(layer.rows.weight)
+    torch.nn.init.zeros_(layer.bias)
+    bags = torch.stack([torch.arange(40.0).repeat(2000, 1), torch.ones(2000, 40)], dim=1)  # 2,000 documents of 40 words, count 1
+    seen = []
+    layer.rows.register_forward_hook(lambda module, args, kwargs, out: seen.append(kwargs["per_sample_weights"]), with_kwargs=True)  # the weights after dropout
+    layer.train()(bags)
+    kept = (seen[-1] > 0).float().mean(1)
+    # a keep rate p ~ U(0.4, 1) per document, then 40 Bernoulli(p) draws: mean 0.7, standard deviation
+    # sqrt(Var p + E[p (1 - p)] / 40) = 0.187 (one rate for all documents would give 0.072)
+    assert abs(kept.mean().item() - 0.7) < 0.01 and 0.17 < kept.std().item() < 0.2
+    layer.eval()(bags)
+    assert bool((seen[-1] > 0).all())  # evaluation reads every word
