@@ -190,7 +190,7 @@ def short_queries(run: Path, test, xtr, vectorizer, ytr: np.ndarray, n: int = 30
     texts = [test.data[i][:400] for i in picked]
     wanted = np.asarray(test.target_names)[test.target[picked]]
     labels = np.asarray(index.classes)
-    hybrid = np.mean([[hit["class"] for hit in search_text(model, index, text, 5)] == want for text, want in zip(texts, wanted)])
+    hybrid = np.mean([[hit["class"] == want for hit in search_text(model, index, text, 5)] for text, want in zip(texts, wanted)])
     bags = text_bags(model, texts)
     with torch.no_grad():
         codes = _unit(encode(model, bags) - index.center) @ _unit(index.codes - index.center).T

@@ -11,7 +11,7 @@ Free-text search ranks by the sum of a semantic and a lexical similarity, each i
 of the bits, and the query's Okapi BM25 score (Robertson et al.; ``k1 = 1.2``, ``b = 0.75``, Lucene's idf)
 divided by the best one's. A query of a few dozen words (the first 400 characters of a 20 Newsgroups post)
 finds a hit of its newsgroup among the top 5 in 0.61 of the cases this way, against 0.58 by BM25 alone,
-0.50 by TF-IDF cosine and 0.43 by the bits alone (300 test posts; benchmarks/results/text.md): the code
+0.50 by TF-IDF cosine and 0.55 by the bits alone (300 test posts; benchmarks/results/text.md): the code
 knows the topic, the words know names and rare terms.
 """
 
