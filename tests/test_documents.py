@@ -147,7 +147,10 @@ def test_train_evaluate_search_and_encode_documents_from_the_command_line(tmp_pa
     assert scores[0].startswith("id,score") and len(scores) == 16 and "food/000.txt" in (tmp_path / "scores.csv").read_text()
     assert main(["report", str(run), "-o", str(tmp_path / "report.html")]) == 0
     assert "roc auc" in (tmp_path / "report.html").read_text() and "knn accuracy" in (tmp_path / "report.html").read_text()
-    assert main(["search", str(run), "--text", "the of and"]) == 2  # nothing but stop words: one line, exit 2
+    assert main(["search", str(run), "--text", "the of and"]) == 2
+    (run / "documents.json").unlink()  # a run killed before its index was written gets it when resumed
+    assert main(["train", "--resume", str(run), "--epochs", "31", "--quiet"]) == 0
+    assert main(["search", str(run), "--text", "rocket orbit", "-k", "1"]) == 0  # nothing but stop words: one line, exit 2
     assert "none of the query's words" in capsys.readouterr().err
 
 

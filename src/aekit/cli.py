@@ -25,7 +25,7 @@ from .runfiles import CALIBRATION, CONFIG, DATA, LOCK, TRAINER
 from .checkpoint import atomic_write, load, lock_run, model_config, read_json
 from .data import Dataset, Scaling, load_dataset
 from .apps.documents import DocumentIndex, binary_codes, retrieval_precision
-from .defaults import BATCH_SIZE, DOCUMENT_BATCH, DOCUMENT_STEPS, IMAGE_CALIBRATION, fill_documents, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_images, fill_tabular, row_loss
+from .defaults import BATCH_SIZE, DOCUMENT_BATCH, DOCUMENT_STEPS, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_documents, fill_images, fill_tabular, row_loss
 from .runs import IN_MODEL, read_spec, run_data, warn_duplicate_ids
 from .errors import AekitError, CheckpointError, ConfigError, DataError
 from .losses import squared_error
@@ -196,6 +196,8 @@ def _train(args: argparse.Namespace) -> None:
         if is_main:
             if plan:
                 _calibrate(run, model, data, calibration)
+            if isinstance(data, Dataset) and data.is_text:
+                DocumentIndex.build(model, data).save(run)
             print(f"resumed and finished {run}")
         return
 
