@@ -58,12 +58,7 @@ def hamming(queries: np.ndarray, base: np.ndarray) -> np.ndarray:
 
 def tfidf(model: nn.Module, bags: torch.Tensor) -> sparse.csr_matrix:
     """Documents' L2-normalised TF-IDF vectors ``(n, vocabulary)`` under a ``bow`` model's own word weights."""
-    weighted = batched(lambda b: model.scale(b), bags).numpy()
-    ids, weights = weighted[:, 0].astype(np.int64), weighted[:, 1]
-    rows = np.repeat(np.arange(len(weighted)), weighted.shape[2])
-    matrix = sparse.csr_matrix((weights.ravel(), (rows, ids.ravel())), shape=(len(weighted), model.output_shape[0]), dtype=np.float32)
-    matrix.eliminate_zeros()
-    return normalize(matrix)
+    return normalize(word_counts(batched(model.scale, bags), model.output_shape[0]))
 
 
 #: Okapi BM25's saturation of word counts and its length normalisation.
@@ -71,7 +66,7 @@ BM25_K1, BM25_B = 1.2, 0.75
 
 
 def word_counts(bags: torch.Tensor, words: int) -> sparse.csr_matrix:
-    """Bags ``(n, 2, length)`` of word ids and counts as a CSR matrix ``(n, words)`` of counts."""
+    """Bags ``(n, 2, length)`` of word ids and counts (or weights) as a CSR matrix ``(n, words)``."""
     ids, counts = bags[:, 0].numpy().astype(np.int64), bags[:, 1].numpy()
     rows = np.repeat(np.arange(len(bags)), bags.shape[2])
     matrix = sparse.csr_matrix((counts.ravel(), (rows, ids.ravel())), shape=(len(bags), words), dtype=np.float32)

@@ -190,16 +190,21 @@ def _require_columns(path: Path, columns: list[str], id_column: str | None, igno
             raise DataError(f"{path} has no column {name!r} (the {role} column); its columns are {columns}.")
 
 
-def read_parquet(path: Path, label_column: str | None = None, id_column: str | None = None, ignore_columns: list[str] | None = None) -> RawData:
-    """A parquet table (through pandas and pyarrow): numeric feature columns, optional label, id and ignored columns."""
+def parquet_frame(path: Path):
+    """A parquet file as a pandas DataFrame, with one-line errors for missing packages and corrupt files."""
     try:
         import pandas as pd
 
-        frame = pd.read_parquet(path)
+        return pd.read_parquet(path)
     except ImportError:
         raise DataError("reading parquet files needs pandas and pyarrow: pip install 'aekit[parquet]'.") from None
     except Exception as exc:  # pyarrow raises its own types for corrupt files
         raise DataError(f"{path} is not a readable parquet file ({type(exc).__name__}: {str(exc)[:120]}).") from None
+
+
+def read_parquet(path: Path, label_column: str | None = None, id_column: str | None = None, ignore_columns: list[str] | None = None) -> RawData:
+    """A parquet table (through pandas and pyarrow): numeric feature columns, optional label, id and ignored columns."""
+    frame = parquet_frame(path)
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     label = label_column if label_column is not None else next((c for c in columns if c.lower() in LABEL_NAMES), None)

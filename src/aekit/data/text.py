@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import DataError
 from .dataset import RawData, fixed_split
+from .files import parquet_frame
 
 #: The most words a vocabulary keeps, and the fewest documents a kept word must appear in.
 MAX_WORDS, MIN_DOCUMENTS = 20_000, 2
@@ -119,14 +120,7 @@ def is_text_archive(path: Path) -> bool:
 def read_text_table(path: Path, text_column: str, label_column: str | None = None, id_column: str | None = None) -> Texts:
     """The ``text_column`` of a CSV or parquet file as documents, with optional label and id columns."""
     if path.suffix.lower() == ".parquet":
-        try:
-            import pandas as pd
-
-            frame = pd.read_parquet(path)
-        except ImportError:
-            raise DataError("reading parquet files needs pandas and pyarrow: pip install 'aekit[parquet]'.") from None
-        except Exception as exc:
-            raise DataError(f"{path} is not a readable parquet file ({type(exc).__name__}: {str(exc)[:120]}).") from None
+        frame = parquet_frame(path)
         columns = [str(c) for c in frame.columns]
         table = {c: ["" if v is None else str(v) for v in frame[c]] for c in frame.columns.astype(str)}
     else:
