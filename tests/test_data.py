@@ -183,6 +183,31 @@ def test_npy_and_npz(tmp_path):
         aekit.load_dataset(tmp_path / "empty.npy")
 
 
+def ids_index(data, name: str) -> int:
+    return data.ids.index(name)
+
+
+def test_image_folder_keeps_16_bit_values_and_refuses_32_bit_ones(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "deep").mkdir()
+    values = rng.integers(0, 65536, (5, 4)).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep" / "a.png")
+    Image.fromarray(rng.integers(0, 256, (5, 4), dtype=np.uint8)).save(tmp_path / "deep" / "b.png")
+    data = aekit.load_dataset(tmp_path / "deep", split="all")
+    reread = np.asarray(Image.open(tmp_path / "deep" / "a.png"), dtype=np.float64)  # what the file holds
+    np.testing.assert_allclose(data.x[0, 0].numpy(), reread / 65535, atol=1e-6)
+    assert len(np.unique(data.x[0].numpy())) > 15  # not squashed into a few 8-bit levels
+    np.testing.assert_allclose(data.x[1, 0].numpy(), np.asarray(Image.open(tmp_path / "deep" / "b.png")) / 255, atol=1e-6)
+    resized = aekit.load_dataset(tmp_path / "deep", split="all", image_size="10x8")
+    assert resized.shape == (1, 10, 8) and 0 <= resized.x.min() and resized.x.max() <= 1
+    Image.fromarray(np.full((5, 4), 10**6, dtype=np.int32)).save(tmp_path / "deep" / "c.tif")
+    with pytest.raises(DataError, match="c.tif holds 32-bit pixels"):
+        aekit.load_dataset(tmp_path / "deep")
+    Image.fromarray(np.full((5, 4), 3.5, dtype=np.float32)).save(tmp_path / "deep" / "c.tif")
+    with pytest.raises(DataError, match="c.tif holds floating-point pixels outside"):
+        aekit.load_dataset(tmp_path / "deep")
+
+
 def test_image_folder_with_class_subfolders(tmp_path):
     rng = np.random.default_rng(0)
     for label in ("cats", "dogs"):
@@ -195,8 +220,19 @@ def test_image_folder_with_class_subfolders(tmp_path):
     first = np.asarray(Image.open(tmp_path / "imgs" / "cats" / "0.png"), dtype=np.float32) / 255
     np.testing.assert_allclose(data.x[0, 0].numpy(), first)
 
-    Image.fromarray(np.zeros((6, 7, 3), np.uint8)).save(tmp_path / "imgs" / "dogs" / "rgb.png")
-    assert aekit.load_dataset(tmp_path / "imgs", split="all").shape == (3, 6, 7)
+    assert data.ids == ["cats/0.png", "cats/1.png", "cats/2.png", "dogs/0.png", "dogs/1.png", "dogs/2.png"]  # paths under the folder
+
+    grey_rgb = np.repeat(rng.integers(0, 256, (6, 7, 1), dtype=np.uint8), 3, axis=2)  # a grey photo saved as RGB
+    Image.fromarray(grey_rgb).save(tmp_path / "imgs" / "dogs" / "grey-rgb.png")
+    assert aekit.load_dataset(tmp_path / "imgs", split="all").shape == (1, 6, 7)
+    Image.fromarray(rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)).save(tmp_path / "imgs" / "dogs" / "rgb.png")
+    colour = aekit.load_dataset(tmp_path / "imgs", split="all")
+    assert colour.shape == (3, 6, 7)
+    np.testing.assert_allclose(colour.x[0].numpy(), np.stack([first] * 3))  # grey images become RGB with equal channels
+    grey = aekit.load_dataset(tmp_path / "imgs", split="all", channels=1)  # as a grey model reads them
+    assert grey.shape == (1, 6, 7)
+    np.testing.assert_allclose(grey.x[ids_index(grey, "dogs/rgb.png"), 0].numpy(), np.asarray(Image.open(tmp_path / "imgs" / "dogs" / "rgb.png").convert("L")) / 255, atol=1e-6)
+    (tmp_path / "imgs" / "dogs" / "rgb.png").unlink()
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "imgs" / "dogs" / "small.png")
     with pytest.raises(DataError, match="one size"):
         aekit.load_dataset(tmp_path / "imgs")

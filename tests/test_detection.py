@@ -296,7 +296,8 @@ def test_cli_trains_on_rows_with_ids_and_scores_new_rows_by_id(tmp_path, capsys)
     np.testing.assert_allclose(table["score"], anomaly_scores(aekit.load(run), new), rtol=1e-5)
     np.testing.assert_allclose(table["pvalue"], conformal_pvalues(np.asarray(saved["scores"]), table["score"].to_numpy()), rtol=1e-6)
     assert table["flagged"][:5].all() and table["flagged"].sum() <= 15  # the saved threshold, not 10% of the new file
-    assert table["top_features"][0].count(":") == 3
+    top = json.loads(table["top_features"][0])  # [[column, share], ...], largest share first
+    assert len(top) == 3 and {name for name, _ in top} <= set("abcdef") and top[0][1] >= top[1][1] >= top[2][1]
 
     assert main(["detect", str(run), "--dataset", str(tmp_path / "new.csv"), "-o", str(tmp_path / "hist.png")]) == 0
     assert (tmp_path / "hist.png").read_bytes()[:4] == b"\x89PNG"

@@ -23,10 +23,10 @@ import torch
 from . import __version__
 from .runfiles import CALIBRATION, CONFIG, DATA, LOCK, TRAINER
 from .checkpoint import atomic_write, load, lock_run, model_config, read_json
-from .data import Dataset, Scaling, load_dataset
+from .data import Dataset, Scaling, default_split, load_dataset
 from .apps.documents import DocumentIndex, binary_codes, retrieval_precision
 from .defaults import BATCH_SIZE, DOCUMENT_BATCH, DOCUMENT_STEPS, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_documents, fill_images, fill_tabular, row_loss
-from .runs import IN_MODEL, read_spec, run_data, warn_duplicate_ids
+from .runs import IN_MODEL, read_spec, run_data, warn_duplicate_ids, write_csv
 from .errors import AekitError, CheckpointError, ConfigError, DataError
 from .losses import squared_error
 from .models.base import positive_int
@@ -121,6 +121,15 @@ def _tabular_setup(args: argparse.Namespace, data: Dataset, options: dict[str, A
     return name, data, scaling, chosen
 
 
+def _rows_said(n: int, noun: str, split: str, calibration: int, val_fraction: float) -> str:
+    """Where a data set's rows go, in words: "509 rows (all): 407 train, 51 validation, 51 calibration"."""
+    train = n - calibration
+    validation = int(round(val_fraction * train))
+    parts = [f"{train - validation} train", f"{validation} validation" if validation else "", f"{calibration} calibration" if calibration else ""]
+    kept = {"all": " (all)", "train": " (its train split; --split all for every row)"}.get(split, f" (the {split} split)")
+    return f"{n} {noun}{kept}: " + ", ".join(p for p in parts if p)
+
+
 def _calibrate(run: Path, model, data: Dataset, calibration: np.ndarray) -> None:
     """Score the held-out calibration rows and keep their scores in the run (the saved threshold's basis)."""
     from .apps.detect import anomaly_scores
@@ -186,7 +195,7 @@ def _train(args: argparse.Namespace) -> None:
                 settings[key] = getattr(args, key)
         settings["progress"] = _progress(args)
         trainer = Trainer.from_settings(settings, run / TRAINER)
-        data = run_data(run, None, None, args.data_dir, "train", stream=True)
+        data = run_data(run, None, read_spec(run).get("split"), args.data_dir, "train", stream=True)  # the split it trained on
         seed_everything(trainer.seed)  # a run killed before its first checkpoint restarts from the same weights
         model = get_model(config["model"], **config["options"])
         spec = read_spec(run)
@@ -205,7 +214,7 @@ def _train(args: argparse.Namespace) -> None:
         data = open_stream(args.dataset, split=args.split or "train")
     else:
         data = load_dataset(
-            args.dataset, split=args.split or "train", data_dir=args.data_dir, label_column=args.label_column,
+            args.dataset, split=args.split or default_split(args.dataset), data_dir=args.data_dir, label_column=args.label_column,
             id_column=args.id_column, ignore_columns=args.ignore_columns, image_size=args.image_size, scaling=None,
             text_column=args.text_column,
         )
@@ -274,9 +283,9 @@ def _train(args: argparse.Namespace) -> None:
         atomic_write(run / DATA, json.dumps(spec, indent=2))
         atomic_write(run / CONFIG, json.dumps(model_config(model), indent=2))
         atomic_write(run / TRAINER, json.dumps(dataclasses.asdict(trainer), indent=2))
-        if chosen and not args.quiet:
-            what = f"{len(data)} rows of {data.shape[0]} features" if tabular else f"{len(data)} documents, {len(data.vocabulary)} words" if text else f"{len(data)} samples of shape {data.shape}"
-            print(f"aekit: {what}: " + "; ".join(chosen), file=sys.stderr)
+        if not args.quiet:
+            noun, what = ("rows", f"{data.shape[0]} features") if tabular else ("documents", f"{len(data.vocabulary)} words") if text else ("samples", f"shape {data.shape}")
+            print(f"aekit: {data.name}: {_rows_said(len(data), noun, data.split, len(calibration), trainer.val_fraction)}, {what}" + "".join(f"; {c}" for c in chosen), file=sys.stderr)
         if isinstance(data, Dataset):
             warn_duplicate_ids(data)
     history = trainer.fit(model, data.x[rows] if rows is not None else data, out=run)
@@ -351,7 +360,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
         if bits is not None:  # documents: their bits as hex, the first bit the highest
             table.insert(0, "bits", [row.tobytes().hex() for row in np.packbits(bits, axis=1)])
         table.insert(0, "id", data.ids if data.ids is not None else np.arange(len(codes)))
-        atomic_write(out, table.to_csv(index=False))
+        write_csv(out, table)
     else:
         arrays = {"z": codes}
         if out.suffix == ".npz" and data.y is not None:
@@ -415,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model and write a run folder", description="Train a model and write a run folder (config, weights, metrics, resume state).")
     train.add_argument("--model", help="registered model name (see list-models; default: ae for images, ensemble for rows of features, hashing for documents)")
     train.add_argument("--dataset", default="digits", help="mnist, fashion-mnist, digits, 20news, odds:NAME, or a file/folder path: images, a table, or documents (a folder or .tar.gz of text files, one sub-folder per class) (default: digits)")
-    train.add_argument("--split", choices=["train", "test", "all"], help="which part to train on (default: train)")
+    train.add_argument("--split", choices=["train", "test", "all"], help="which part to train on (default: all of your own file or folder; the train split of a named set such as mnist)")
     train.add_argument("--data-dir", help="folder holding data files (default: $AEKIT_DATA, then ~/.cache/aekit)")
     train.add_argument("--label-column", help="label column of a CSV file")
     train.add_argument("--text-column", help="the column of a CSV/parquet file that holds documents (text)")

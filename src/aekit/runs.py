@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 
 from .checkpoint import atomic_write, read_json
 from .data import Dataset, Scaling, load_dataset
+from .data.files import table_columns
 from .data.stream import StreamedDataset, open_stream
 from .errors import CheckpointError, DataError
 from .runfiles import CALIBRATION, CONFIG, DATA, RESULTS
@@ -77,7 +79,8 @@ def run_data(
     With ``stream``, a run trained on streamed data gets its data streamed again
     (to resume training); other commands load it into memory. A data set other
     than the run's own is read whole (``split="all"``) unless a split is named;
-    a CSV's id and ignored columns default to the run's. New rows whose columns
+    a CSV's id column defaults to the run's, and its ignored columns are the
+    run's (those the new file has) and ``ignore_columns``. New rows whose columns
     differ from the training data's are refused, naming the difference.
     """
     spec = read_spec(run)
@@ -91,22 +94,43 @@ def run_data(
         return open_stream(name, split=split or default_split, scaling=scaling)
     table = str(name).lower().endswith((".csv", ".parquet"))
     vocabulary, bag_length = document_input(run)
+    shape = model_input_shape(run)
     data = load_dataset(
         name, split=split or (default_split if own else "all"), data_dir=data_dir or spec.get("data_dir"), scaling=scaling,
         label_column=spec.get("label_column"),
         id_column=(id_column or spec.get("id_column")) if table else None,
-        ignore_columns=(ignore_columns or spec.get("ignore_columns")) if table else None,
+        ignore_columns=_ignored(Path(str(name)), spec.get("ignore_columns"), ignore_columns) if table else None,
         image_size=spec.get("image_size"),
         text_column=spec.get("text_column") if table else None, vocabulary=vocabulary, bag_length=bag_length,
+        channels=shape[0] if shape is not None and len(shape) == 3 and shape[0] in (1, 3) else None,  # images: the model's channels
     )
     check_columns(spec.get("columns"), data.columns, name)
     return data
 
 
-def document_input(run: Path) -> tuple[list[str] | None, int | None]:
-    """A document model's vocabulary and bag length (from its config), so new documents are counted alike; (None, None) otherwise."""
+def _ignored(path: Path, recorded: list[str] | None, given: list[str] | None) -> list[str] | None:
+    """The columns to drop from a table: the ones the user names now, and those of the run's that the file has
+    (new data need not carry a column that training ignored)."""
+    present = table_columns(path) if recorded and path.is_file() else []
+    names = [*(given or []), *(c for c in recorded or [] if c in present)]
+    return list(dict.fromkeys(names)) or None
+
+
+def _options(run: Path) -> dict[str, Any]:
     config = read_json(run / CONFIG, "") if (run / CONFIG).is_file() else {}
     options = config.get("options", {}) if isinstance(config, dict) else {}
+    return options if isinstance(options, dict) else {}
+
+
+def model_input_shape(run: Path) -> list[int] | None:
+    """The shape of one sample the run's model reads (from its config), or None when it does not say."""
+    shape = _options(run).get("input_shape")
+    return shape if isinstance(shape, list) and all(isinstance(v, int) for v in shape) else None
+
+
+def document_input(run: Path) -> tuple[list[str] | None, int | None]:
+    """A document model's vocabulary and bag length (from its config), so new documents are counted alike; (None, None) otherwise."""
+    options = _options(run)
     words, shape = options.get("vocabulary"), options.get("input_shape")
     if options.get("architecture") != "bow" or not isinstance(words, list) or not isinstance(shape, list) or len(shape) != 2:
         return None, None
@@ -129,6 +153,37 @@ def check_columns(trained: list[str] | None, given: list[str] | None, name: str)
         parts = [f"missing {missing}" if missing else "", f"not in the training data {extra}" if extra else ""]
         raise DataError(f"{name}'s columns differ from the training data's: {'; '.join(p for p in parts if p)}; use the same columns (--ignore-columns drops extra ones).")
     raise DataError(f"{name} has the training data's columns in another order; reorder them as {list(trained)}.")
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet would run as a formula (OWASP's CSV injection)
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell that a spreadsheet would read as a formula, prefixed with ``'`` so it stays text; numbers such as
+    ``-5`` and other cells as they are."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS) or _is_number(value):
+        return value
+    return "'" + value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def write_csv(path: Path, table) -> None:
+    """Write a pandas DataFrame as CSV (atomically), every text cell and column name made spreadsheet-safe;
+    nothing for ``os.devnull`` (the user's way to discard it)."""
+    if Path(path) == Path(os.devnull):
+        return
+    table = table.rename(columns=spreadsheet_safe)
+    for column in table.columns:
+        if table[column].dtype.kind not in "biufcmM":  # text, in whichever dtype pandas keeps it
+            table[column] = table[column].map(spreadsheet_safe)
+    atomic_write(path, table.to_csv(index=False))
 
 
 def result_stem(run: Path, name: str) -> str:

@@ -25,13 +25,26 @@ from .apps.common import batched
 from .data.text import as_bags, bag_length
 from .apps.detect import anomaly_scores, check_rate, conformal_pvalues, conformal_threshold, feature_contributions
 from .checkpoint import atomic_write, load, read_json, save
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, DataError
 from .defaults import BATCH_SIZE, LR, MEMBER_ROWS, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, fill_tabular, row_loss
 from .registry import get_model, model_class
 from .training import History, Trainer
 
 ESTIMATOR = "estimator.json"
 
+
+
+def check_numeric_columns(X: Any) -> None:
+    """A DataFrame with text columns is refused naming them (instead of a bare "could not convert string to float")."""
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is None or not hasattr(dtypes, "items"):
+        return
+    text = [str(name) for name, dtype in dtypes.items() if getattr(dtype, "kind", "f") not in "biuf"]
+    if text:
+        raise DataError(
+            f"column(s) {text} hold text, not numbers; drop them (X.drop(columns={text})) or encode them as numbers "
+            "(e.g. pandas.get_dummies) before fitting."
+        )
 
 class _AutoencoderEstimator(BaseEstimator):
     """What the transformer and the outlier detector share: the parameters, fitting, saving."""
@@ -73,6 +86,7 @@ class _AutoencoderEstimator(BaseEstimator):
     # -- fitting -------------------------------------------------------------------------------
 
     def _fit(self, X: Any) -> np.ndarray:
+        check_numeric_columns(X)
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=True, ensure_min_samples=1)
         rng = check_random_state(self.random_state)
         sizes = {"code_size": self.code_size, "hidden": tuple(self.hidden)}
@@ -122,6 +136,7 @@ class _AutoencoderEstimator(BaseEstimator):
     def _check(self, X: Any) -> torch.Tensor:
         check_is_fitted(self, "model_")
         documents = getattr(self, "bag_length_", None) is not None
+        check_numeric_columns(X)
         X = validate_data(self, X, accept_sparse="csr" if documents else False, dtype=[np.float64, np.float32], reset=False)
         if documents:
             return self._bags(sparse.csr_matrix(X))
@@ -322,6 +337,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
             raise ConfigError(f"calibration_fraction must be in [0, 0.5], got {self.calibration_fraction!r}.")
         if sparse.issparse(X):
             raise ConfigError("AutoencoderOutlierDetector reads dense rows; for documents, train a document model (aekit train on the text, or AutoencoderTransformer on the sparse matrix) and score with aekit detect.")
+        check_numeric_columns(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=True, ensure_min_samples=2)
         rng = check_random_state(self.random_state)
         n, d = X.shape

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from ..data.text import decode
 from ..errors import CheckpointError, ConfigError, DataError
 from ..plotting import image_grid
 from ..runfiles import CALIBRATION, RESULTS
-from ..runs import result_output, result_stem, run_data, save_result, warn_duplicate_ids
+from ..runs import result_output, result_stem, run_data, save_result, warn_duplicate_ids, write_csv
 from .common import reconstruct
 
 
@@ -89,7 +89,8 @@ def cmd_detect(args):
     else:
         anomalous = None
     stem, out = _output(args, "detect")
-    if out.suffix.lower() not in (".csv", ".png"):
+    table = out.suffix.lower() == ".csv" or out == Path(os.devnull)
+    if not table and out.suffix.lower() != ".png":
         raise ConfigError(f"cannot write {out}: use a .csv file (one line per sample) or a .png file (the score histogram).")
     calibration = None
     if args.contamination is None and args.percentile is None and (run / CALIBRATION).is_file():
@@ -105,15 +106,24 @@ def cmd_detect(args):
         reference=reference, contamination=args.contamination, percentile=args.percentile,
     )
     warn_duplicate_ids(data)
-    if out.suffix.lower() == ".csv":
+    if table:
         write_scores(out, result, data, model, feature_contributions)
     else:
         plot_score_histogram(result, anomalous, out, title=f"{data.name} [{data.split}]")
     maps = None
     if len(model.input_shape) == 3 and run.is_dir():  # images: where the most anomalous ones differ, pixel by pixel
         maps = anomaly_maps(run / RESULTS / f"{stem}-maps.png", model, data.x, result.scores, feature_contributions)
-    table = out.suffix.lower() == ".csv"
-    _report(run, stem, result.summary(), None if table else out, *[p for p in (out if table else None, maps) if p is not None])
+    numbers = {**result.summary(), **flagged_ids(result, data, out if table and out != Path(os.devnull) else None)}
+    _report(run, stem, numbers, None if table else out, *[p for p in (out if table else None, maps) if p is not None])
+
+
+def flagged_ids(result, data, table: Path | None, shown: int = 10) -> dict:
+    """The ids (else row numbers) of the highest-scoring flagged samples, and where the full list is."""
+    flagged = np.flatnonzero(result.predictions)
+    top = flagged[np.argsort(-result.scores[flagged], kind="stable")][:shown]
+    ids = [data.ids[i] if data.ids is not None else int(i) for i in top]
+    where = str(table) if table is not None else "add -o scores.csv for every one"
+    return {"flagged_ids": ids, "flagged_list": where} if len(flagged) else {}
 
 
 def class_indices(data, names: list[str]) -> list[int]:
@@ -142,7 +152,8 @@ def anomaly_maps(path: Path, model, x: torch.Tensor, scores: np.ndarray, contrib
 
 
 def write_scores(path: Path, result, data, model, contributions, top: int = 3) -> None:
-    """One line per sample: id, score, p-value, flagged and, for flagged rows, the features that contribute most."""
+    """One line per sample: id, score, p-value, flagged and, for flagged rows, the features that contribute most
+    (``top_features``: a JSON list of ``[column, share of the row's error]`` pairs, largest first)."""
     import pandas as pd
 
     table = pd.DataFrame({"id": data.ids if data.ids is not None else np.arange(len(result.scores)), "score": result.scores})
@@ -156,10 +167,8 @@ def write_scores(path: Path, result, data, model, contributions, top: int = 3) -
         shares = contributions(model, data.x[torch.from_numpy(flagged)])
         for row, share in zip(flagged, shares):
             best = np.argsort(share)[::-1][:top]
-            table.loc[row, "top_features"] = " ".join(f"{names[j]}:{share[j]:.2f}" for j in best)
-    buffer = io.StringIO()
-    table.to_csv(buffer, index=False)
-    atomic_write(path, buffer.getvalue())
+            table.loc[row, "top_features"] = json.dumps([[names[j], round(float(share[j]), 4)] for j in best])
+    write_csv(path, table)
 
 
 def cmd_protocol(args):

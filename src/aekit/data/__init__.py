@@ -49,12 +49,13 @@ def load_dataset(
     scaling: Scaling | str | None = "minmax",
     label_column: str | int | None = None,
     id_column: str | None = None,
-    ignore_columns: list[str] | None = None,
+    ignore_columns: str | list[str] | None = None,
     image_size: str | int | tuple[int, int] | None = None,
     download: bool = True,
     text_column: str | None = None,
     vocabulary: list[str] | None = None,
     bag_length: int | None = None,
+    channels: int | None = None,
 ) -> Dataset:
     """Load a data set by name or path.
 
@@ -78,8 +79,8 @@ def load_dataset(
         The label column of a CSV file (default: a column named label, y, target or class).
     id_column : str, optional
         A CSV column of row ids (names, keys): kept out of the features, in ``Dataset.ids``.
-    ignore_columns : list of str, optional
-        CSV or parquet columns to drop (non-numeric notes, timestamps, ...).
+    ignore_columns : str or list of str, optional
+        CSV or parquet columns to drop (non-numeric notes, timestamps, ...); one name, or a list.
     image_size : int, "H", "HxW" or (H, W), optional
         Resize every image of an image folder to this size (for folders of mixed sizes).
     download : bool
@@ -93,6 +94,9 @@ def load_dataset(
     bag_length : int, optional
         Documents: distinct words kept per document (a trained model's ``input_shape[1]``); by default sized
         to the documents (:func:`aekit.data.text.bag_length`).
+    channels : {1, 3}, optional
+        Read an image folder's images grey (1) or RGB (3), converting those that are not (a trained model's
+        ``input_shape[0]``); by default grey when every image is grey, else RGB.
 
     Returns
     -------
@@ -107,15 +111,29 @@ def load_dataset(
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}.{suggest(split, SPLITS)} Choose one of: {', '.join(SPLITS)}.")
+    if isinstance(ignore_columns, str):
+        ignore_columns = [ignore_columns]  # one column's name, not its letters
     path = Path(str(name)).expanduser()
     if (id_column or ignore_columns) and path.suffix.lower() not in (".csv", ".parquet"):
         raise DataError(f"--id-column and --ignore-columns apply to CSV and parquet files; {name} is neither.")
     if text_column is not None and path.suffix.lower() not in (".csv", ".parquet"):
         raise DataError(f"--text-column names a column of a CSV or parquet file; {name} is neither.")
-    raw = _read(str(name), split, data_dir, label_column, download, id_column, ignore_columns, parse_image_size(image_size), text_column)
+    raw = _read(str(name), split, data_dir, label_column, download, id_column, ignore_columns, parse_image_size(image_size), text_column, channels)
     if isinstance(raw, Texts):  # counted after splitting: the vocabulary never sees the other split's documents
         raw = documents(select(raw, split), Vocabulary(list(vocabulary)) if vocabulary is not None else None, bag_length, str(name))
     return build(raw, str(name), split, scaling)
+
+
+def default_split(name: str) -> str:
+    """The split a command trains on by default: ``"train"`` for named sets and sources with their own train/test
+    division (an MNIST-style folder, a ``.tar.gz`` of documents), ``"all"`` for the user's own file or folder, whose
+    rows should all count (a share is still held out to calibrate thresholds)."""
+    path = Path(str(name)).expanduser()
+    if name in NAMED or str(name).startswith("odds:") or not path.exists() or is_text_archive(path):
+        return "train"
+    if path.is_dir() and find_file([path], "", "train-images-idx3-ubyte.gz") is not None:
+        return "train"
+    return "all"
 
 
 def read_idx_images(path: Path) -> RawData:
@@ -131,7 +149,7 @@ def read_idx_images(path: Path) -> RawData:
     return RawData(x, y, pixel_max=255.0 if x.dtype == np.uint8 else None)
 
 
-def _read(name: str, split: str, data_dir, label_column, download: bool, id_column=None, ignore_columns=None, image_size=None, text_column=None) -> RawData | Texts:
+def _read(name: str, split: str, data_dir, label_column, download: bool, id_column=None, ignore_columns=None, image_size=None, text_column=None, channels=None) -> RawData | Texts:
     roots = data_roots(data_dir)
     if name in NAMED:
         return NAMED[name](split, roots, download)
@@ -142,7 +160,7 @@ def _read(name: str, split: str, data_dir, label_column, download: bool, id_colu
         return MNIST.read(split, [path], allow_download=False)
     if path.is_dir():
         if any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*")):
-            return read_image_folder(path, image_size)
+            return read_image_folder(path, image_size, channels)
         return read_text_folder(path)
     if is_text_archive(path):
         return read_text_archive(path)
@@ -167,4 +185,4 @@ def _read(name: str, split: str, data_dir, label_column, download: bool, id_colu
     )
 
 
-__all__ = ["Dataset", "Scaling", "check_finite", "data_roots", "load_dataset", "read_idx", "write_idx"]
+__all__ = ["Dataset", "Scaling", "check_finite", "data_roots", "default_split", "load_dataset", "read_idx", "write_idx"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 import zipfile
 from pathlib import Path
 from typing import BinaryIO
@@ -183,6 +184,25 @@ def read_csv(path: Path, label_column: str | int | None = None, id_column: str |
     return RawData(x, y, classes=classes, ids=ids if id_index is not None else None, columns=[columns[i] for i in features] if header else None)
 
 
+def table_columns(path: Path) -> list[str]:
+    """The column names of a CSV (its header row; none without one) or parquet file, read without the rows."""
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            return [str(c) for c in pq.read_schema(path).names]
+        except ImportError:
+            raise DataError("reading parquet files needs pandas and pyarrow: pip install 'aekit[parquet]'.") from None
+        except Exception as exc:  # pyarrow raises its own types for corrupt files
+            raise DataError(f"{path} is not a readable parquet file ({type(exc).__name__}: {str(exc)[:120]}).") from None
+    try:
+        with open(path, newline="") as f:
+            first = next(csv.reader(f, delimiter=_sniff_delimiter(path)), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path} is not a readable CSV file ({exc}).") from None
+    return [] if all(_is_number(c) for c in first) else [c.strip() for c in first]
+
+
 def _require_columns(path: Path, columns: list[str], id_column: str | None, ignore_columns: list[str] | None, label_column: str | None = None) -> None:
     """A clear error for a named column that the table does not have."""
     for role, name in (("label", label_column), ("id", id_column), *(("ignored", c) for c in ignore_columns or [])):
@@ -260,13 +280,22 @@ def parse_image_size(text: str | int | tuple[int, int] | None) -> tuple[int, int
     return (parts[0], parts[-1])
 
 
-def read_image_folder(path: Path, image_size: tuple[int, int] | None = None) -> RawData:
-    """Every image under ``path``; images in sub-folders are labelled by the sub-folder's name.
+GREY_MODES = ("1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+DEEP_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")  # more than 8 bits a pixel
+
+
+def read_image_folder(path: Path, image_size: tuple[int, int] | None = None, channels: int | None = None) -> RawData:
+    """Every image under ``path``; images in sub-folders are labelled by the sub-folder's name, and every image's
+    id is its path under ``path``.
 
     All images must have one size, unless ``image_size`` (height, width) is
     given: then each is resized to it (bilinear, aspect ratio not kept). They
-    are read as grayscale when every one is grayscale, otherwise as RGB, into
-    shape ``(n, channels, height, width)``.
+    are read with ``channels`` (1: grey, 3: RGB; a trained model's), else grey
+    when every one is grey (an RGB file whose three channels are equal counts as
+    grey), otherwise RGB; what was converted is said on stderr. Pixels become
+    [0, 1] by their type's range: 8-bit by 255, 16-bit by 65535; 32-bit integer
+    pixels above 65535 and floating-point pixels outside [0, 1] are refused.
+    Shape ``(n, channels, height, width)``.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -281,20 +310,66 @@ def read_image_folder(path: Path, image_size: tuple[int, int] | None = None) -> 
                 images.append(image.copy())
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
             raise DataError(f"cannot read image {file} ({exc}); remove or replace it.") from None
-    mode = "L" if all(im.mode in ("1", "L", "I;16", "I", "LA") for im in images) else "RGB"
+    if channels not in (None, 1, 3):
+        raise DataError(f"images are read with 1 (grey) or 3 (RGB) channels, not {channels}.")
+    grey = [_is_grey(image) for image in images]
+    mode = "L" if channels == 1 or (channels is None and all(grey)) else "RGB"
+    converted = sum(g != (mode == "L") for g in grey)
+    if converted:
+        print(f"aekit: {path}: {converted} of {len(files)} images converted to {'grey' if mode == 'L' else 'RGB'} "
+              f"({'the model reads grey images' if channels == 1 else 'the model reads RGB images' if channels == 3 else 'some are in colour'})", file=sys.stderr)
+    deep = any(image.mode in DEEP_MODES for image in images)
     size = images[0].size if image_size is None else (image_size[1], image_size[0])  # PIL sizes are (width, height)
     arrays = []
     for file, image in zip(files, images):
-        if image_size is not None and image.size != size:
-            image = image.convert(mode).resize(size, Image.Resampling.BILINEAR)
-        if image.size != size:
+        array = _pixels(image, mode, file, size if image_size is not None else None) if deep else np.asarray(_resized(image.convert(mode), size if image_size is not None else None), dtype=np.uint8)
+        if array.shape[:2] != (size[1], size[0]):
             raise DataError(
-                f"{file} is {image.size[0]}x{image.size[1]} but {files[0].name} is {size[0]}x{size[1]}; "
+                f"{file} is {array.shape[1]}x{array.shape[0]} but {files[0].name} is {size[0]}x{size[1]}; "
                 "resize the images to one size, or pass --image-size H[xW] (image_size=) to have them resized."
             )
-        array = np.asarray(image.convert(mode), dtype=np.uint8)
         arrays.append(array[None] if mode == "L" else array.transpose(2, 0, 1))
     folders = [f.parent.relative_to(path).as_posix() for f in files]
     classes = sorted(set(folders))
     y = np.array([classes.index(f) for f in folders]) if classes != ["."] else None
-    return RawData(np.stack(arrays), y, pixel_max=255.0, classes=classes if y is not None else None)
+    ids = [f.relative_to(path).as_posix() for f in files]
+    return RawData(np.stack(arrays), y, pixel_max=1.0 if deep else 255.0, classes=classes if y is not None else None, ids=ids)
+
+
+def _is_grey(image) -> bool:
+    """Grey by its mode, or a colour image whose channels are all equal (a grey photo saved as RGB)."""
+    if image.mode in GREY_MODES:
+        return True
+    rgb = np.asarray(image.convert("RGB"))
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
+def _resized(image, size: tuple[int, int] | None):
+    from PIL import Image
+
+    return image if size is None or image.size == size else image.resize(size, Image.Resampling.BILINEAR)
+
+
+def _pixels(image, mode: str, file: Path, size: tuple[int, int] | None) -> np.ndarray:
+    """An image of a folder that holds 16-bit or 32-bit ones, as float32 in [0, 1] scaled by its type's range."""
+    from PIL import Image
+
+    if image.mode not in DEEP_MODES:
+        values = np.asarray(image.convert(mode), dtype=np.float32) / 255
+    else:
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode == "F":
+            if values.size and not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+                raise DataError(f"{file} holds floating-point pixels outside [0, 1]; scale it to [0, 1] or save it as an 8- or 16-bit image.")
+        elif values.size and (values.min() < 0 or values.max() > 65535):
+            raise DataError(f"{file} holds 32-bit pixels (from {values.min():.0f} to {values.max():.0f}); save it as an 8- or 16-bit image.")
+        else:
+            values = values / 65535  # 16-bit (PIL reads some 16-bit files as 32-bit "I")
+        values = values.astype(np.float32)
+        if mode == "RGB":
+            values = np.repeat(values[..., None], 3, axis=-1)
+    if size is None or (values.shape[1], values.shape[0]) == size:
+        return values
+    planes = values[..., None] if values.ndim == 2 else values
+    resized = [np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c]), mode="F").resize(size, Image.Resampling.BILINEAR)) for c in range(planes.shape[-1])]
+    return np.stack(resized, -1) if values.ndim == 3 else resized[0]
