@@ -85,8 +85,10 @@ def lock_run(run: Path):
         return
     try:
         run.mkdir(parents=True, exist_ok=True)
-        fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666 & ~_umask())
     except OSError as exc:
+        if (run / LOCK).is_symlink():  # never written through: the link could lead anywhere outside the run
+            raise CheckpointError(f"{run / LOCK} is a symbolic link, not aekit's lock file; remove it (aekit writes nothing outside the run).") from None
         raise CheckpointError(f"cannot write in the run folder {run} ({exc.strerror or exc}); choose a folder you can write to.") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -243,6 +245,9 @@ def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: Pat
             if part
         )
         raise CheckpointError(f"{source} does not fit this model's architecture ({details}); it was saved from another model.")
+    broken = next((k for k, v in tensors.items() if k in expected and v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if broken is not None:
+        raise CheckpointError(f"{source} holds non-finite weights (NaN or inf) in {broken}: the training diverged or the file was changed; retrain (a lower --lr), or restore the file.")
     with torch.no_grad():
         for key, value in expected.items():
             if key in tensors:

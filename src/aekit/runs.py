@@ -6,7 +6,6 @@ import json
 import math
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -207,6 +206,6 @@ def save_result(run: Path, stem: str, numbers: dict[str, Any], figure: Path | No
     if figure is not None and figure.exists():
         kept = run / RESULTS / f"{stem}{figure.suffix}"
         if figure.resolve() != kept.resolve():
-            shutil.copyfile(figure, kept)
+            atomic_write(kept, figure.read_bytes())  # never through a link at the destination
         written.append(kept)
     return written

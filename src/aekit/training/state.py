@@ -9,6 +9,7 @@ No pickle is involved.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from ..checkpoint import atomic_write, load_weights, read_tensors
 from ..errors import CheckpointError
 from ..runfiles import RESUME
 
+
+MAX_EPOCHS = 10_000_000  # no run trains longer: a larger epoch in a resume state is tampering
 
 
 def keyed(callbacks: Sequence[Any]) -> dict[str, Any]:
@@ -106,8 +109,10 @@ def check_info(info: Any, path: Path) -> None:
         problem = "its info is not an object"
     elif not (count(info.get("epoch")) and count(info.get("since_best")) and count(info.get("best_epoch"))):
         problem = "epoch, since_best and best_epoch must be counts"
-    elif not isinstance(info.get("best"), (int, float)) or isinstance(info.get("best"), bool):
-        problem = "best must be a number"
+    elif info["epoch"] > MAX_EPOCHS:
+        problem = f"epoch {info['epoch']} is beyond any run's ({MAX_EPOCHS:,})"
+    elif not isinstance(info.get("best"), (int, float)) or isinstance(info.get("best"), bool) or info["best"] != info["best"] or info["best"] == -math.inf:
+        problem = "best must be a number (the lowest loss so far, or infinity before the first)"
     elif not (isinstance(info.get("records"), list) and all(isinstance(r, dict) for r in info["records"])):
         problem = "records must be a list of objects"
     elif "grad_scale" in info and not (isinstance(info["grad_scale"], (int, float)) and info["grad_scale"] > 0):

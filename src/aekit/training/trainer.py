@@ -295,13 +295,15 @@ class Trainer:
         shuffle = torch.Generator().manual_seed(self.seed + 1)
         torch.manual_seed(self.seed + team.rank)  # the noise models draw differs between processes
         writes = run is not None and team.is_main  # only rank 0 writes
-        if writes:
+        callbacks = [*self.callbacks(model), *extra]
+        state = RunState.resumed(run, model, optimizer, shuffle, callbacks, team, self.seed) if resume and run is not None and (run / RESUME).exists() else RunState()
+        if state.epoch and self.epochs < state.epoch:
+            raise ConfigError(f"{run} has trained {state.epoch} epochs already; to continue it, ask for more (--epochs {state.epoch + 1} or more).")
+        if writes:  # only once the resume state has been read: a failed resume changes nothing in the run
             remove_stale_temporaries(run)  # left by a process killed while writing
             for name, text in ((CONFIG, json.dumps(model_config(model), indent=2)), (TRAINER, json.dumps(dataclasses.asdict(self), indent=2))):
                 if not holds(run / name, text.encode()):  # the CLI wrote them first: each file is written once
                     atomic_write(run / name, text)
-        callbacks = [*self.callbacks(model), *extra]
-        state = RunState.resumed(run, model, optimizer, shuffle, callbacks, team, self.seed) if resume and run is not None and (run / RESUME).exists() else RunState()
         for group in optimizer.param_groups:  # schedules scale base_lr; skipped batches halve it
             group.setdefault("base_lr", group["lr"])
         if state.epoch == 0 and self.pretrain_epochs and hasattr(model, "pretrain"):  # greedy layer-wise (stacked)
