@@ -13,6 +13,7 @@ import io
 import signal
 import threading
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,12 @@ import numpy as np
 import torch
 
 from . import __version__
-from .runfiles import CALIBRATION, CONFIG, DATA, LOCK, TRAINER
-from .checkpoint import atomic_write, load, lock_run, model_config, read_json
+from .runfiles import CALIBRATION, COMMAND, CONFIG, DATA, LOCK, RESUME, TRAINER, WEIGHTS
+from .checkpoint import atomic_write, build_from_config, load, lock_run, model_config, read_json
 from .data import Dataset, Scaling, default_split, load_dataset
 from .apps.documents import DocumentIndex, binary_codes, retrieval_precision
 from .defaults import BATCH_SIZE, DOCUMENT_BATCH, DOCUMENT_STEPS, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_documents, fill_images, fill_tabular, row_loss
-from .runs import IN_MODEL, read_spec, run_data, warn_duplicate_ids, write_csv
+from .runs import IN_MODEL, data_path, read_spec, run_data, warn_duplicate_ids, write_csv
 from .errors import AekitError, CheckpointError, ConfigError, DataError
 from .losses import squared_error
 from .models.base import positive_int
@@ -75,12 +76,19 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 def _free_run_dir(model: str, dataset: str) -> Path:
-    stem = Path("runs") / f"{model}-{Path(dataset).stem.replace(':', '-')}"
+    """A new folder ``runs/MODEL-DATA[-K]``, made here: two commands started at once never get the same one."""
+    stem = Path("runs") / f"{model}-{Path(dataset).stem.replace(':', '-')}"[:200]
+    stem.parent.mkdir(exist_ok=True)
     path, n = stem, 1
-    while path.exists():
-        n += 1
-        path = stem.with_name(f"{stem.name}-{n}")
-    return path
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+            path = stem.with_name(f"{stem.name}-{n}")
+        except OSError as exc:
+            raise CheckpointError(f"cannot make a run folder under {stem.parent.resolve()} ({exc.strerror or exc}); name one with --out.") from None
 
 
 def _run_data(run: Path, args: argparse.Namespace, split_default: str) -> Dataset:
@@ -163,53 +171,105 @@ def trainer_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    """Train, holding the run folder's lock (rank 0) from the first file written to the last."""
+    """Train, holding the run folder's lock (rank 0) from the first file written to the last.
+
+    The command line is the first file of a new run (``command.json``): a run killed before its settings were
+    written restarts from it. A new run that fails before training leaves nothing behind."""
     check_seed(args.seed if args.seed is not None else Trainer.seed)
     rank, _ = rank_and_world()
     run = Path(args.resume or args.out) if (args.resume or args.out) else None
     if run is not None and run.exists() and not run.is_dir():
         raise ConfigError(f"{'--resume' if args.resume else '--out'} {run} is a file; name a folder for the run.")
-    if run is not None and not args.resume and run.is_dir() and any(p.name != LOCK for p in run.iterdir()) and not (run / DATA).exists():
+    if args.resume:
+        if not run.is_dir():
+            raise ConfigError(f"--resume {run}: no such folder, so not a training run.")
+        with lock_run(run) if rank == 0 else contextlib.nullcontext():
+            _resume(args, run)
+        return
+    if run is not None and run.is_dir() and any(p.name != LOCK for p in run.iterdir()) and not (run / DATA).exists():
         raise ConfigError(f"--out {run} is a folder that holds other files, not an aekit run; name a new or empty folder.")
+    created = run is not None and not run.exists()
     with lock_run(run) if run is not None and rank == 0 else contextlib.nullcontext():
-        _train(args)
+        with _removed_unless_started(run if created and rank == 0 else None):
+            if run is not None and rank == 0:
+                _record_command(run, getattr(args, "argv", None))
+            _train(args, run)
 
 
-def _train(args: argparse.Namespace) -> None:
+def _record_command(run: Path, argv: list[str] | None) -> None:
+    ensure_new_run(run)
+    atomic_write(run / COMMAND, json.dumps({"argv": list(sys.argv[1:] if argv is None else argv), "cwd": str(Path.cwd())}, indent=2))
+
+
+@contextlib.contextmanager
+def _removed_unless_started(run: Path | None):
+    """Remove the new run folder ``run`` when the block fails before training wrote any state (a bad data file,
+    a wrong option), so a failed command leaves nothing behind; an interrupted one stays, to be resumed."""
+    try:
+        yield
+    except AekitError:
+        if run is not None and run.is_dir() and {p.name for p in run.iterdir()} <= {LOCK, COMMAND, DATA, CONFIG, TRAINER}:
+            shutil.rmtree(run, ignore_errors=True)
+        raise
+
+
+def _resume(args: argparse.Namespace, run: Path) -> None:
+    defaults = _train_defaults()
+    changed = [f"--{k.replace('_', '-')}" for k, v in vars(args).items() if k not in RESUME_MAY_CHANGE and v != defaults.get(k)]
+    if changed:
+        raise ConfigError(f"--resume continues a run with its own settings; remove {', '.join(changed)} (only --epochs, --device, --data-dir, --no-progress and --quiet may be given).")
+    started = (run / RESUME).exists() or (run / WEIGHTS).exists()
+    if not started and not all((run / name).is_file() for name in (DATA, CONFIG, TRAINER)) and (run / COMMAND).is_file():
+        _restart(args, run)  # killed before its settings were all written: start again from its command line
+        return
+    config = read_json(run / CONFIG, "not a training run (no config.json)")
+    settings = read_json(run / TRAINER, "not a training run (no trainer.json)")
+    if not isinstance(settings, dict):
+        raise CheckpointError(f"{run / TRAINER} is not what aekit wrote (expected an object of settings); restore it, or train a new run.")
+    for key in ("epochs", "device"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    settings["progress"] = _progress(args)
+    trainer = Trainer.from_settings(settings, run / TRAINER)
+    data = run_data(run, None, read_spec(run).get("split"), args.data_dir, "train", stream=True)  # the split it trained on
+    seed_everything(trainer.seed)  # a run killed before its first checkpoint restarts from the same weights
+    model = build_from_config(config, run / CONFIG)
+    spec = read_spec(run)
+    plan = RowPlan(**spec["rows"]) if spec.get("rows") and isinstance(data, Dataset) else None
+    calibration, rows = plan.split(len(data), trainer.seed) if plan else (np.empty(0, dtype=np.int64), None)
+    trainer.fit(model, data.x[rows] if rows is not None else data, out=run, resume=True)
+    if rank_and_world()[0] == 0:
+        if plan:
+            _calibrate(run, model, data, calibration)
+        if isinstance(data, Dataset) and data.is_text:
+            DocumentIndex.build(model, data).save(run)
+        print(f"resumed and finished {run}")
+
+
+def _restart(args: argparse.Namespace, run: Path) -> None:
+    """Run a run's recorded command again, in its recorded working folder, into ``run``."""
+    intent = read_json(run / COMMAND, "")
+    if not (isinstance(intent, dict) and isinstance(intent.get("argv"), list) and all(isinstance(a, str) for a in intent["argv"]) and isinstance(intent.get("cwd"), str)):
+        raise CheckpointError(f"{run / COMMAND} is not what aekit wrote (argv, a list of words, and cwd); train a new run instead.")
+    try:
+        recorded = build_parser().parse_args(intent["argv"])
+    except SystemExit:
+        raise CheckpointError(f"{run / COMMAND} holds a command this aekit cannot read ({' '.join(intent['argv'])[:120]}); train a new run instead.") from None
+    if recorded.command != "train" or recorded.resume:
+        raise CheckpointError(f"{run / COMMAND} does not hold an aekit train command; train a new run instead.")
+    recorded.out, recorded.quiet, recorded.no_progress = str(run.resolve()), args.quiet, args.no_progress
+    if args.epochs is not None:
+        recorded.epochs = args.epochs
+    folder = Path(intent["cwd"])
+    with contextlib.chdir(folder if folder.is_dir() else Path.cwd()):
+        _train(recorded, Path(recorded.out))
+
+
+def _train(args: argparse.Namespace, run: Path | None) -> None:
     rank, world = rank_and_world()
     is_main = rank == 0
     if world > 1 and not (args.out or args.resume):
         raise ConfigError(f"with {world} processes, name the run folder with --out, so that every process writes to the same one.")
-    if args.resume:
-        defaults = _train_defaults()
-        changed = [f"--{k.replace('_', '-')}" for k, v in vars(args).items() if k not in RESUME_MAY_CHANGE and v != defaults.get(k)]
-        if changed:
-            raise ConfigError(f"--resume continues a run with its own settings; remove {', '.join(changed)} (only --epochs, --device, --data-dir, --no-progress and --quiet may be given).")
-        run = Path(args.resume)
-        config = read_json(run / CONFIG, "not a training run (no config.json)")
-        settings = read_json(run / TRAINER, "not a training run (no trainer.json)")
-        if not isinstance(settings, dict):
-            raise CheckpointError(f"{run / TRAINER} is not what aekit wrote (expected an object of settings); restore it, or train a new run.")
-        for key in ("epochs", "device"):
-            if getattr(args, key) is not None:
-                settings[key] = getattr(args, key)
-        settings["progress"] = _progress(args)
-        trainer = Trainer.from_settings(settings, run / TRAINER)
-        data = run_data(run, None, read_spec(run).get("split"), args.data_dir, "train", stream=True)  # the split it trained on
-        seed_everything(trainer.seed)  # a run killed before its first checkpoint restarts from the same weights
-        model = get_model(config["model"], **config["options"])
-        spec = read_spec(run)
-        plan = RowPlan(**spec["rows"]) if spec.get("rows") and isinstance(data, Dataset) else None
-        calibration, rows = plan.split(len(data), trainer.seed) if plan else (np.empty(0, dtype=np.int64), None)
-        trainer.fit(model, data.x[rows] if rows is not None else data, out=run, resume=True)
-        if is_main:
-            if plan:
-                _calibrate(run, model, data, calibration)
-            if isinstance(data, Dataset) and data.is_text:
-                DocumentIndex.build(model, data).save(run)
-            print(f"resumed and finished {run}")
-        return
-
     if args.stream:
         data = open_stream(args.dataset, split=args.split or "train")
     else:
@@ -259,12 +319,14 @@ def _train(args: argparse.Namespace) -> None:
         settings["batch_size"] = batch_size_for(len(rows) if rows is not None else len(data))
         if settings["batch_size"] != Trainer.batch_size:
             chosen.append(f"batch size {settings['batch_size']} (about 50 steps per epoch)")
-    run = Path(args.out) if args.out else _free_run_dir(name, args.dataset)
     trainer = Trainer(**settings, progress=_progress(args))
     seed_everything(seed)
     model = get_model(name, input_shape=data.shape, **options)
+    path, mark = data_path(args.dataset, args.stream)
     spec = {
         "dataset": args.dataset,
+        "path": path,
+        "fingerprint": mark,
         "split": data.split,
         "data_dir": str(Path(args.data_dir).resolve()) if args.data_dir else None,
         "label_column": args.label_column,
@@ -277,27 +339,33 @@ def _train(args: argparse.Namespace) -> None:
         "stream": args.stream,
         "rows": plan.to_json() if plan else None,
     }
-    ensure_new_run(run)
-    if is_main:
-        # first, so that a run killed before its first checkpoint can be resumed (from the same start)
-        atomic_write(run / DATA, json.dumps(spec, indent=2))
-        atomic_write(run / CONFIG, json.dumps(model_config(model), indent=2))
-        atomic_write(run / TRAINER, json.dumps(dataclasses.asdict(trainer), indent=2))
-        if not args.quiet:
-            noun, what = ("rows", f"{data.shape[0]} features") if tabular else ("documents", f"{len(data.vocabulary)} words") if text else ("samples", f"shape {data.shape}")
-            print(f"aekit: {data.name}: {_rows_said(len(data), noun, data.split, len(calibration), trainer.val_fraction)}, {what}" + "".join(f"; {c}" for c in chosen), file=sys.stderr)
-        if isinstance(data, Dataset):
-            warn_duplicate_ids(data)
-    history = trainer.fit(model, data.x[rows] if rows is not None else data, out=run)
-    if not is_main:
-        return
-    if plan:
-        _calibrate(run, model, data, calibration)
-    if text:  # every document of the run, searchable (aekit search RUN --text ...)
-        DocumentIndex.build(model, data).save(run)
-    last = history[-1]
-    losses = " ".join(f"{k}={last[k]:.4f}" for k in ("train_loss", "val_loss") if k in last)
-    print(f"trained {name} on {data.name} ({len(data)} samples, {len(calibration)} held out to calibrate thresholds) for {len(history)} epochs: {losses}; run folder: {run}")
+    new_folder = run is None
+    if new_folder:  # a folder under runs/, made by this process alone, holding the command first like --out's
+        run = _free_run_dir(name, args.dataset)
+    with lock_run(run) if is_main else contextlib.nullcontext(), _removed_unless_started(run if new_folder and is_main else None):
+        if new_folder and is_main:
+            _record_command(run, getattr(args, "argv", None))
+        ensure_new_run(run)
+        if is_main:
+            # first, so that a run killed before its first checkpoint can be resumed (from the same start)
+            atomic_write(run / DATA, json.dumps(spec, indent=2))
+            atomic_write(run / CONFIG, json.dumps(model_config(model), indent=2))
+            atomic_write(run / TRAINER, json.dumps(dataclasses.asdict(trainer), indent=2))
+            if not args.quiet:
+                noun, what = ("rows", f"{data.shape[0]} features") if tabular else ("documents", f"{len(data.vocabulary)} words") if text else ("samples", f"shape {data.shape}")
+                print(f"aekit: {data.name}: {_rows_said(len(data), noun, data.split, len(calibration), trainer.val_fraction)}, {what}" + "".join(f"; {c}" for c in chosen), file=sys.stderr)
+            if isinstance(data, Dataset):
+                warn_duplicate_ids(data)
+        history = trainer.fit(model, data.x[rows] if rows is not None else data, out=run)
+        if not is_main:
+            return
+        if plan:
+            _calibrate(run, model, data, calibration)
+        if text:  # every document of the run, searchable (aekit search RUN --text ...)
+            DocumentIndex.build(model, data).save(run)
+        last = history[-1]
+        losses = " ".join(f"{k}={last[k]:.4f}" for k in ("train_loss", "val_loss") if k in last)
+        print(f"trained {name} on {data.name} ({len(data)} samples, {len(calibration)} held out to calibrate thresholds) for {len(history)} epochs: {losses}; run folder: {run}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -489,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-RESUME_MAY_CHANGE = {"resume", "epochs", "device", "data_dir", "no_progress", "quiet", "func", "command"}
+RESUME_MAY_CHANGE = {"resume", "epochs", "device", "data_dir", "no_progress", "quiet", "func", "command", "argv"}
 
 
 def _train_defaults() -> dict[str, Any]:
@@ -503,6 +571,7 @@ def _terminate(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a new run records as its command
     tune_allocator()  # inference commands allocate large batches too; AEKIT_TUNE_ALLOCATOR=0 turns it off
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -23,7 +24,7 @@ from .validation import finite_number
 IN_MODEL = "in-model"  # data.json's scaling when the model scales raw rows itself (input_scaling)
 
 
-TEXT_FIELDS = ("dataset", "split", "data_dir", "label_column", "id_column", "image_size", "text_column")
+TEXT_FIELDS = ("dataset", "path", "split", "data_dir", "label_column", "id_column", "image_size", "text_column")
 LIST_FIELDS = ("ignore_columns", "columns")
 
 
@@ -50,6 +51,9 @@ def _spec_problem(spec: Any) -> str | None:
             return f"{key} must be a list of names"
     if not isinstance(spec.get("stream", False), bool):
         return "stream must be true or false"
+    mark = spec.get("fingerprint")
+    if mark is not None and not (isinstance(mark, dict) and isinstance(mark.get("bytes"), int) and isinstance(mark.get("sha256"), str)):
+        return "fingerprint must hold bytes and sha256"
     scaling = spec.get("scaling")
     if scaling not in (None, IN_MODEL) and not (
         isinstance(scaling, dict) and all(isinstance(scaling.get(k), list) and all(finite_number(v) for v in scaling[k]) for k in ("low", "high"))
@@ -83,10 +87,15 @@ def run_data(
     differ from the training data's are refused, naming the difference.
     """
     spec = read_spec(run)
-    name = dataset or spec.get("dataset")
+    name = dataset or spec.get("path") or spec.get("dataset")  # the run's own file wherever the command runs
     if name is None:
         raise DataError(f"{run} does not record its data set; name one with --dataset.")
-    own = dataset is None or dataset == spec.get("dataset")
+    own = dataset is None or dataset == spec.get("dataset") or (spec.get("path") is not None and Path(dataset).expanduser().resolve() == Path(spec["path"]))
+    if dataset is None and spec.get("fingerprint") is not None and fingerprint(Path(name), bool(spec.get("stream"))) != spec["fingerprint"]:
+        raise DataError(
+            f"{name} has changed since {run} was trained on it (its size or content differ); restore it, or name it "
+            "with --dataset to use it as new data (a run cannot resume on changed data: train a new run)."
+        )
     recorded = spec.get("scaling")
     scaling = None if recorded == IN_MODEL else Scaling.from_json(recorded) if recorded else "minmax"
     if stream and spec.get("stream") and dataset is None:
@@ -105,6 +114,32 @@ def run_data(
     )
     check_columns(spec.get("columns"), data.columns, name)
     return data
+
+
+def data_path(dataset: str, stream: bool = False) -> tuple[str | None, dict[str, Any] | None]:
+    """The resolved path of a data file or folder and its fingerprint, for the run's record; (None, None) for a
+    named set (mnist, odds:cardio, ...)."""
+    path = Path(str(dataset)).expanduser()
+    if not path.exists():
+        return None, None
+    return str(path.resolve()), fingerprint(path.resolve(), stream)
+
+
+def fingerprint(path: Path, stream: bool) -> dict[str, Any] | None:
+    """Bytes and SHA-256 of a data file, or of a folder's files (their paths under it, sizes and contents);
+    streamed data (often larger than memory) by paths and sizes alone. None when ``path`` is gone."""
+    if not path.exists():
+        return None
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest, size = hashlib.sha256(), 0
+    for file in files:
+        size += file.stat().st_size
+        digest.update(f"{file.relative_to(path).as_posix() if file != path else ''}\0{file.stat().st_size}\0".encode())
+        if not stream:
+            with open(file, "rb") as f:
+                while chunk := f.read(2**20):
+                    digest.update(chunk)
+    return {"bytes": size, "sha256": digest.hexdigest()}
 
 
 def _ignored(path: Path, recorded: list[str] | None, given: list[str] | None) -> list[str] | None:

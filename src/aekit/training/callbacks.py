@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -56,6 +57,7 @@ class Loop:
     inspect: Callable[[], Tensor]
     epoch: int = 0
     step: int = 0
+    error: BaseException | None = None  # what stopped training, when it raised (for on_fit_end)
 
     @property
     def progress(self) -> float:
@@ -90,7 +92,10 @@ class Callback:
         """After validation, before the epoch is logged and checkpointed; may add to ``record``."""
 
     def on_fit_end(self, loop: Loop) -> None:
-        """After the last epoch, or when training stops with an exception: restore what the callback set."""
+        """After the last epoch, or when training stops with an exception (``loop.error``): restore what the callback set."""
+
+    def on_run_end(self, loop: Loop, run: Path) -> None:
+        """After a finished run's last files (best weights, pictures) are written into its folder ``run``."""
 
     @property
     def state_key(self) -> str:

@@ -36,6 +36,7 @@ from .distributed import Workers, local_device, rank_and_world, workers
 from .history import History
 from .samples import InMemory, OnDisk
 from .state import load_state, save_state
+from .tracking import check_trackers, trackers
 
 # Adam's fused kernel updates every parameter in one pass: on this project's CPU it takes 0.5 ms
 # per step for a 1M-parameter MLP, against 5.6 ms for PyTorch's CPU default (benchmarks/speed.py).
@@ -212,6 +213,7 @@ class Trainer:
     compile: bool = setting(False, "train through torch.compile(model): slower start, faster steps")
     seed: int = setting(0, "seeds shuffling, the validation split, the weights and any noise a model draws", check=lambda name, value: check_seed(value))
     progress: bool | str = setting(True, "True: a progress bar on a terminal, one line per epoch otherwise; 'lines': always lines; False: silent", cli=False, check=one_of((True, False, "lines")))
+    log_to: str | None = setting(None, "experiment tracking: tensorboard (event files in RUN/tensorboard), mlflow (MLflow's store: MLFLOW_TRACKING_URI, else ./mlruns), or tensorboard,mlflow; needs pip install 'aekit[tracking]' (default: none)", type=str, check=check_trackers)
     tune_allocator: bool = setting(True, "keep glibc's large buffers between steps instead of re-mapping them (training/allocator.py)", cli=False)
 
     def __post_init__(self) -> None:
@@ -296,6 +298,8 @@ class Trainer:
         torch.manual_seed(self.seed + team.rank)  # the noise models draw differs between processes
         writes = run is not None and team.is_main  # only rank 0 writes
         callbacks = [*self.callbacks(model), *extra]
+        if self.log_to and team.is_main:  # last: they see what the other callbacks add to a record
+            callbacks += trackers(self.log_to, run, dataclasses.asdict(self), model_config(model)["options"])
         state = RunState.resumed(run, model, optimizer, shuffle, callbacks, team, self.seed) if resume and run is not None and (run / RESUME).exists() else RunState()
         if state.epoch and self.epochs < state.epoch:
             raise ConfigError(f"{run} has trained {state.epoch} epochs already; to continue it, ask for more (--epochs {state.epoch + 1} or more).")
@@ -327,6 +331,9 @@ class Trainer:
                 if self.patience is not None and state.since_best >= self.patience:
                     state.history.stopped_early = epoch < self.epochs
                     break
+        except BaseException as exc:
+            loop.error = exc
+            raise
         finally:  # also when training raises: a callback restores what it set (a warm-up's beta)
             fit.bar.close()
             for callback in callbacks:
@@ -338,6 +345,8 @@ class Trainer:
         model.eval()
         if writes:
             self._draw_reconstructions(model, shown, run)
+            for callback in callbacks:
+                callback.on_run_end(loop, run)
         return state.history
 
     def _devices(self) -> tuple[torch.device, Workers]:
@@ -381,10 +390,10 @@ class Trainer:
         if len(val_data):
             record.update({f"val_{k}": v for k, v in self._evaluate(fit.model, val_data, fit.team).items()})
         record.update({name: float(getattr(fit.model, name)) for name in getattr(fit.model, "scalars", ())})
-        for callback in fit.callbacks:
-            callback.on_epoch_end(loop, record)
         record["lr"] = fit.optimizer.param_groups[0]["lr"]
         record["seconds"] = round(time.perf_counter() - began, 4)
+        for callback in fit.callbacks:  # trackers, the last, see every number of the epoch
+            callback.on_epoch_end(loop, record)
         return record
 
     def _report(self, fit: "Fit", record: dict[str, Any]) -> None:
