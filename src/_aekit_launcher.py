@@ -1,7 +1,7 @@
 """The ``aekit`` command's entry point, outside the package so that Ctrl-C while PyTorch and the rest are
 still being imported ends the command with one line, as it does later, not a traceback.
 
-(Importing ``aekit.cli`` imports the ``aekit`` package first, and with it torch: seconds on a cold start.)
+(``aekit.cli`` builds the parser without torch; a command imports torch when it runs: seconds on a cold start.)
 """
 
 import signal

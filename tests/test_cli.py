@@ -155,3 +155,35 @@ def test_evaluate_a_flat_model_on_images_compares_in_the_models_shape(tmp_path, 
     aekit.save(aekit.get_model("ae", input_shape=(784,), code_size=4, hidden=(16,)), tmp_path / "wide")
     assert main(["evaluate", str(tmp_path / "wide"), "--dataset", "digits"]) == 2
     assert "expects samples of shape (784,)" in capsys.readouterr().err
+
+
+def test_the_parser_and_import_aekit_need_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, aekit, aekit.cli; aekit.cli.build_parser(); print(sorted(m for m in ('torch', 'sklearn', 'pandas', 'matplotlib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # aekit --help and argument errors answer without the heavy imports
+
+
+def test_the_names_the_parser_offers_are_the_registries():
+    from aekit import settings
+    from aekit.losses import RECONSTRUCTION_LOSSES
+    from aekit.models.architectures import list_architectures
+    from aekit.models.layers import ACTIVATIONS
+    from aekit.training import trainer
+
+    assert settings.ARCHITECTURE_NAMES == tuple(sorted(list_architectures()))
+    assert settings.ACTIVATION_NAMES == tuple(ACTIVATIONS) and settings.LOSS_NAMES == tuple(RECONSTRUCTION_LOSSES)
+    assert settings.OPTIMIZER_NAMES == tuple(trainer.OPTIMIZERS) and settings.SCHEDULE_NAMES == tuple(trainer.SCHEDULES)
+    assert settings.PRECISION_NAMES == tuple(trainer.PRECISIONS)
+
+
+def test_public_names_are_imported_on_first_use_and_stay_functions():
+    import aekit.apps
+    import aekit.apps.detect  # the submodule named like its function
+
+    assert callable(aekit.apps.detect) and aekit.apps.detect.__module__ == "aekit.apps.detect"
+    assert aekit.Trainer.__name__ == "Trainer" and "Trainer" in dir(aekit)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        aekit.nothing

@@ -168,7 +168,7 @@ def test_a_lock_file_linked_outside_the_run_is_never_written_through(tmp_path, c
 
 
 def test_two_runs_started_at_once_never_share_a_folder(tmp_path, monkeypatch):
-    from aekit.cli import _free_run_dir
+    from aekit.commands import _free_run_dir
 
     monkeypatch.chdir(tmp_path)
     assert _free_run_dir("ae", "digits") != _free_run_dir("ae", "digits")  # each made, not only looked for

@@ -1,14 +1,6 @@
 """aekit: autoencoders in PyTorch, every classic variant behind one API."""
 
-from .checkpoint import load, save
-from .data import Dataset, load_dataset
-from .data.stream import StreamedDataset, open_stream
-from .export import export_onnx
-from .errors import AekitError, CheckpointError, ConfigError, DataError, DownloadError, TrainingError
-from .models import AEOutput, Architecture, Autoencoder, list_architectures, register_architecture
-from .registry import get_model, list_models, register_model
-from .training import History, Trainer, fit, seed_everything
-from .training.callbacks import Callback, KLWarmup, Loop, Schedule, WeightAverage
+from ._lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -44,3 +36,18 @@ __all__ = [
     "Schedule",
     "seed_everything",
 ]
+
+# Each public name's module, imported when the name is first read (``import aekit`` itself imports no torch).
+_WHERE = {
+    **dict.fromkeys(["load", "save"], ".checkpoint"),
+    **dict.fromkeys(["Dataset", "load_dataset"], ".data"),
+    **dict.fromkeys(["StreamedDataset", "open_stream"], ".data.stream"),
+    "export_onnx": ".export",
+    **dict.fromkeys(["AekitError", "CheckpointError", "ConfigError", "DataError", "DownloadError", "TrainingError"], ".errors"),
+    **dict.fromkeys(["AEOutput", "Architecture", "Autoencoder", "list_architectures", "register_architecture"], ".models"),
+    **dict.fromkeys(["get_model", "list_models", "register_model"], ".registry"),
+    **dict.fromkeys(["History", "Trainer", "fit", "seed_everything"], ".training"),
+    **dict.fromkeys(["Callback", "KLWarmup", "Loop", "Schedule", "WeightAverage"], ".training.callbacks"),
+}
+assert set(_WHERE) == set(__all__)
+lazy_names(__name__, _WHERE)

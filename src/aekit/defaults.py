@@ -13,11 +13,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
-from .models.ensemble import AutoencoderEnsemble, member_subsamples
+import numpy as np
+
+from .validation import check_range, positive_int
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 MEMBERS = 8  # autoencoders in the ensemble
 MEMBER_ROWS = 256  # rows in each member's subsample (as isolation forests draw 256 per tree)
@@ -49,6 +52,8 @@ def fill_tabular(cls: type, n_features: int, options: dict[str, object], input_s
         if key not in options and key not in fixed:
             options[key] = value
             chosen.append(f"{key} {'-'.join(map(str, value)) if isinstance(value, tuple) else value}")
+    from .models.ensemble import AutoencoderEnsemble  # here, not above: the CLI's parser reads this module's numbers without torch
+
     if issubclass(cls, AutoencoderEnsemble):
         options.setdefault("members", members)
     return chosen
@@ -151,11 +156,21 @@ class RowPlan:
     members: int | None = None
     member_rows: int = MEMBER_ROWS
 
+    def __post_init__(self) -> None:
+        check_range("calibration_fraction", self.calibration_fraction, 0, 1, high_open=True)
+        if self.members is not None:
+            positive_int("members", self.members)
+        positive_int("member_rows", self.member_rows)
+
     def split(self, n: int, seed: int) -> tuple[np.ndarray, Tensor]:
         """``(calibration rows, training rows)`` of ``n`` rows; training rows are ``(rows, members)`` for the ensemble.
 
         Rows that no member's subsample drew join the calibration rows: no member trained on them.
         """
+        import torch
+
+        from .models.ensemble import member_subsamples
+
         order = np.random.RandomState(seed % 2**32).permutation(n)
         n_cal = min(int(round(self.calibration_fraction * n)), n - 1)
         train = order[n_cal:]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
+import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -35,12 +38,29 @@ class Deployable(nn.Module):
         return self.model.decode(z), z, self.score(x)
 
 
+@contextlib.contextmanager
+def _quiet(*loggers: str):
+    """Raise these loggers to ERROR while the block runs, then put them back."""
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
 def export_onnx(model: nn.Module, path: str | Path, opset: int = 18) -> Path:
     """Write ``model`` as an ONNX graph with input ``x`` (raw samples, any batch size) and outputs
     ``x_hat``, ``z`` and ``score``.
 
     Check it with onnxruntime: ``InferenceSession(path).run(None, {"x": batch})``.
     """
+    if not isinstance(model, nn.Module) or not hasattr(model, "input_shape") or not hasattr(model, "encode"):
+        raise ConfigError(f"export_onnx takes a fitted aekit model (aekit.load(RUN)), got {type(model).__name__}.")
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"export_onnx writes to a file path ending in .onnx, got {type(path).__name__} {path!r}.")
     path = Path(path)
     if path.suffix.lower() != ".onnx":
         raise ConfigError(f"name the ONNX file with the .onnx suffix, got {path.name!r}.")
@@ -48,8 +68,8 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18) -> Path:
     example = torch.rand(3, *model.input_shape)
     buffer = io.BytesIO()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(), _quiet("torch.onnx", "torch.export", "torch._export", "onnxscript"), torch.no_grad():
+            warnings.simplefilter("ignore")  # the exporter's notes (a missing torchvision, ...) are nothing a user can act on
             program = torch.onnx.export(
                 wrapper, (example,), input_names=["x"], output_names=["x_hat", "z", "score"],
                 dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=opset, dynamo=True, verbose=False,

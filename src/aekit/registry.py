@@ -45,13 +45,22 @@ def register_model(name: str) -> Callable[[M], M]:
     return registering(_MODELS, "model", "model_name", name)
 
 
+def _with_builtins() -> dict[str, type[nn.Module]]:
+    """The registry, with aekit's own models in it: importing ``aekit.models`` registers them (``import aekit``
+    alone does not import it, to stay light)."""
+    from . import models  # noqa: F401
+
+    return _MODELS
+
+
 def list_models() -> list[str]:
     """Names of every registered model, sorted."""
-    return sorted(_MODELS)
+    return sorted(_with_builtins())
 
 
 def model_class(name: str) -> type[nn.Module]:
     """The class registered under ``name``; a :class:`ConfigError` suggesting the closest name if none."""
+    _with_builtins()
     try:
         return _MODELS[name]
     except KeyError:

@@ -220,10 +220,39 @@ def write_csv(path: Path, table) -> None:
     atomic_write(path, table.to_csv(index=False))
 
 
+_reserved: list[Path] = []  # result files this process claimed and has not written yet
+
+
 def result_stem(run: Path, name: str) -> str:
-    """The name of this call's result, ``NAME-K`` with K one more than the last kept: results keep every call."""
+    """The name of this call's result, ``NAME-K`` with K one more than the last kept: results keep every call.
+
+    In a run folder, the name is claimed at once by creating ``results/NAME-K.json`` (empty until the numbers
+    are saved), so that two commands running at once never write the same files; a call that fails gives its
+    claim back (:func:`release_unwritten`)."""
     taken = [int(m.group(1)) for p in (run / RESULTS).glob(f"{name}-*") if (m := re.fullmatch(rf"{re.escape(name)}-(\d+)(-.*)?", p.stem))]
-    return f"{name}-{max(taken, default=0) + 1}"
+    k = max(taken, default=0) + 1
+    if not run.is_dir():
+        return f"{name}-{k}"
+    (run / RESULTS).mkdir(exist_ok=True)
+    while True:
+        claim = run / RESULTS / f"{name}-{k}.json"
+        try:
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o644))
+        except FileExistsError:
+            k += 1
+            continue
+        except OSError as exc:
+            raise CheckpointError(f"cannot write in {run / RESULTS} ({exc.strerror or exc}); the run folder must be writable.") from None
+        _reserved.append(claim)
+        return f"{name}-{k}"
+
+
+def release_unwritten() -> None:
+    """Remove the results this process claimed but never wrote (its command failed)."""
+    while _reserved:
+        claim = _reserved.pop()
+        if claim.is_file() and not claim.is_symlink() and claim.stat().st_size == 0:
+            claim.unlink(missing_ok=True)
 
 
 def result_output(run: Path, stem: str, output: str | None, suffix: str = ".png") -> Path:
@@ -238,6 +267,8 @@ def save_result(run: Path, stem: str, numbers: dict[str, Any], figure: Path | No
         return []
     written = [run / RESULTS / f"{stem}.json"]
     atomic_write(written[0], json.dumps(numbers, indent=2))
+    if written[0] in _reserved:
+        _reserved.remove(written[0])
     if figure is not None and figure.exists():
         kept = run / RESULTS / f"{stem}{figure.suffix}"
         if figure.resolve() != kept.resolve():

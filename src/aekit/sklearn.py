@@ -26,6 +26,7 @@ from .data.text import as_bags, bag_length
 from .apps.detect import anomaly_scores, check_rate, conformal_pvalues, conformal_threshold, feature_contributions
 from .checkpoint import atomic_write, load, read_json, save
 from .errors import CheckpointError, ConfigError, DataError
+from .validation import positive_int
 from .defaults import BATCH_SIZE, LR, MEMBER_ROWS, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, fill_tabular, row_loss
 from .registry import get_model, model_class
 from .training import History, Trainer
@@ -170,19 +171,23 @@ class _AutoencoderEstimator(BaseEstimator):
         state = read_json(path / ESTIMATOR, "not a saved aekit estimator (no estimator.json)")
         if not isinstance(state, dict) or state.get("class") != cls.__name__:
             raise CheckpointError(f"{path} holds a {state.get('class') if isinstance(state, dict) else 'malformed'} estimator, not a {cls.__name__}.")
-        params = dict(state["params"])
-        params["hidden"] = tuple(params["hidden"])
         try:
+            params = dict(state["params"])
+            params["hidden"] = tuple(params["hidden"]) if isinstance(params["hidden"], list) else params["hidden"]
             estimator = cls(**params)
-        except TypeError as exc:
-            raise CheckpointError(f"{path / ESTIMATOR}: parameters do not match {cls.__name__} ({exc}).") from None
-        fitted = state["fitted"]
+            fitted = state["fitted"]
+            estimator.n_features_in_ = positive_int("n_features_in_", fitted["n_features_in_"])
+            if not (isinstance(fitted["history_"], list) and all(isinstance(r, dict) for r in fitted["history_"])):
+                raise ValueError("history_ must be a list of records")
+            estimator.history_ = History(fitted["history_"])
+            if "feature_names_in_" in fitted:
+                if not (isinstance(fitted["feature_names_in_"], list) and all(isinstance(n, str) for n in fitted["feature_names_in_"])):
+                    raise ValueError("feature_names_in_ must be a list of names")
+                estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+            estimator._restore_fitted_state(fitted)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # ConfigError is a ValueError too
+            raise CheckpointError(f"{path / ESTIMATOR} is not what aekit wrote ({type(exc).__name__}: {str(exc)[:100]}); save the estimator again.") from None
         estimator.model_ = load(path)
-        estimator.n_features_in_ = int(fitted["n_features_in_"])
-        estimator.history_ = History(fitted["history_"])
-        if "feature_names_in_" in fitted:
-            estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
-        estimator._restore_fitted_state(fitted)
         return estimator
 
     def _fitted_state(self) -> dict[str, Any]:
@@ -190,6 +195,8 @@ class _AutoencoderEstimator(BaseEstimator):
 
     def _restore_fitted_state(self, fitted: dict[str, Any]) -> None:
         self.bag_length_ = fitted.get("bag_length_")
+        if self.bag_length_ is not None:
+            positive_int("bag_length_", self.bag_length_)
 
 
 class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _AutoencoderEstimator):
@@ -333,6 +340,8 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         """Train on ``X`` (unlabelled raw rows; ``y`` is ignored), calibrate and set the threshold."""
         if self.contamination is not None and not (isinstance(self.contamination, (int, float)) and 0 < self.contamination <= 0.5):
             raise ConfigError(f"contamination must be in (0, 0.5] or None, got {self.contamination!r}.")
+        for name in ("steps", "members", "max_rows"):
+            positive_int(name, getattr(self, name))
         if not (isinstance(self.calibration_fraction, (int, float)) and 0 <= self.calibration_fraction <= 0.5):
             raise ConfigError(f"calibration_fraction must be in [0, 0.5], got {self.calibration_fraction!r}.")
         if sparse.issparse(X):
@@ -395,8 +404,14 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         return {"offset_": self.offset_, "threshold_": self.threshold_, "calibration_scores_": self.calibration_scores_.tolist()}
 
     def _restore_fitted_state(self, fitted: dict[str, Any]) -> None:
+        for key in ("offset_", "threshold_"):
+            if not (isinstance(fitted[key], (int, float)) and not isinstance(fitted[key], bool) and np.isfinite(fitted[key])):
+                raise ValueError(f"{key} must be a finite number, got {fitted[key]!r}")
         self.offset_, self.threshold_ = float(fitted["offset_"]), float(fitted["threshold_"])
-        self.calibration_scores_ = np.asarray(fitted.get("calibration_scores_", []), dtype=np.float64)
+        scores = fitted.get("calibration_scores_", [])
+        if not (isinstance(scores, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores)):
+            raise ValueError("calibration_scores_ must be a list of numbers")
+        self.calibration_scores_ = np.asarray(scores, dtype=np.float64)
 
 
 __all__ = ["AutoencoderOutlierDetector", "AutoencoderTransformer"]

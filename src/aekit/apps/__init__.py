@@ -1,13 +1,6 @@
-"""Applications: each takes a fitted model (they are not methods on models)."""
+"""Applications: each takes a fitted model (they are not methods on models); imported on first use (aekit/_lazy.py)."""
 
-from .denoise import Denoising, denoise
-from .detect import Detection, anomaly_scores, conformal_pvalues, conformal_threshold, detect, feature_contributions, threshold_from
-from .embed import Embedding, embed
-from .generate import interpolate, log_likelihood, sample, traversal
-from .probe import probe
-from .protocols import ProtocolResult, mnist_one_class, odds
-from .report import write_report
-from .retrieve import CodeIndex, precision_at_k
+from .._lazy import lazy_names
 
 __all__ = [
     "CodeIndex",
@@ -33,3 +26,27 @@ __all__ = [
     "traversal",
     "write_report",
 ]
+lazy_names(__name__, {
+    "Denoising": ".denoise",
+    "denoise": ".denoise",
+    "Detection": ".detect",
+    "anomaly_scores": ".detect",
+    "conformal_pvalues": ".detect",
+    "conformal_threshold": ".detect",
+    "detect": ".detect",
+    "feature_contributions": ".detect",
+    "threshold_from": ".detect",
+    "Embedding": ".embed",
+    "embed": ".embed",
+    "interpolate": ".generate",
+    "log_likelihood": ".generate",
+    "sample": ".generate",
+    "traversal": ".generate",
+    "probe": ".probe",
+    "ProtocolResult": ".protocols",
+    "mnist_one_class": ".protocols",
+    "odds": ".protocols",
+    "write_report": ".report",
+    "CodeIndex": ".retrieve",
+    "precision_at_k": ".retrieve",
+})

@@ -1,23 +1,11 @@
-"""The application commands of the ``aekit`` CLI: each loads a fitted run and calls one application."""
+"""The application commands' part of the ``aekit`` parser (no PyTorch imported): each command's function, in
+``aekit.apps.commands``, loads a fitted run and calls one application."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
-from pathlib import Path
 
-import numpy as np
-import torch
-
-from ..checkpoint import atomic_write, load, read_json
-from ..data.text import decode
-from ..errors import CheckpointError, ConfigError, DataError
-from ..plotting import image_grid
-from ..runfiles import CALIBRATION, RESULTS
-from ..runs import result_output, result_stem, run_data, save_result, warn_duplicate_ids, write_csv
-from .common import reconstruct
+from .._lazy import later
 
 
 def _ints(text: str) -> list[int]:
@@ -25,289 +13,6 @@ def _ints(text: str) -> list[int]:
         return [int(v) for v in text.replace(",", " ").split()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected integers like 0,1,2, got {text!r}") from None
-
-
-def _data(args: argparse.Namespace, default_split: str):
-    return run_data(
-        Path(args.run), args.dataset, args.split, args.data_dir, default_split,
-        id_column=getattr(args, "id_column", None), ignore_columns=getattr(args, "ignore_columns", None),
-    )
-
-
-def _images(model) -> None:
-    if len(model.input_shape) != 3:
-        raise DataError(f"this model's samples have shape {model.input_shape}, not images; there is no picture to draw.")
-
-
-def _output(args, name: str, run: str | Path | None = None, suffix: str = ".png") -> tuple[str, Path]:
-    """This call's result name (``NAME-K``) and where its picture goes: ``-o``, else ``RUN/results/NAME-K.png``."""
-    run = Path(run if run is not None else args.run)
-    stem = result_stem(run, name)
-    return stem, result_output(run, stem, getattr(args, "output", None), suffix)
-
-
-def _report(run: str | Path, stem: str, numbers: dict, figure: Path | None, *also: Path) -> None:
-    """Keep the numbers (and picture) in RUN/results and print them with every path written."""
-    kept = save_result(Path(run), stem, numbers, figure)
-    wrote = [str(p) for p in dict.fromkeys([*(x for x in (figure, *also) if x is not None and x.exists()), *kept])]
-    print(json.dumps({**numbers, "wrote": wrote}, indent=2))
-
-
-def cmd_embed(args):
-    from .embed import embed, plot_embedding
-
-    model, data = load(args.run), _data(args, "test")
-    stem, out = _output(args, "embed")
-    result = embed(model, data, method=args.method, max_points=args.max_points, seed=args.seed)
-    plot_embedding(result, out, title=f"{data.name} [{data.split}]", classes=data.classes)
-    _report(args.run, stem, {"method": args.method, "samples": len(result.pca), **result.summary()}, out)
-
-
-def cmd_denoise(args):
-    from .denoise import denoise
-
-    model, data = load(args.run), _data(args, "test")
-    stem, out = _output(args, "denoise")
-    result = denoise(model, data.x, noise=args.noise, seed=args.seed)
-    if len(model.input_shape) == 3:
-        n = args.n
-        image_grid([("noisy", result.noisy[:n].numpy()), ("denoised", result.denoised[:n].numpy()), ("clean", data.x[:n].numpy())], out)
-    _report(args.run, stem, {"noise": args.noise, "samples": len(data), **result.summary()}, out if out.exists() else None)
-
-
-def cmd_detect(args):
-    from .detect import detect, feature_contributions, plot_score_histogram
-
-    run = Path(args.run)
-    model, data = load(args.run), _data(args, "test")
-    if args.normal_class is not None:
-        if data.y is None:
-            raise DataError(f"{data.name} has no labels, so --normal-class cannot mark anomalies.")
-        anomalous = ~np.isin(data.y.numpy(), class_indices(data, args.normal_class))
-    elif data.y is not None and set(data.y.unique().tolist()) <= {0, 1} and len(data.y.unique()) == 2:
-        anomalous = data.y.numpy().astype(bool)  # the ODDS convention: 1 = outlier
-    else:
-        anomalous = None
-    stem, out = _output(args, "detect")
-    table = out.suffix.lower() == ".csv" or out == Path(os.devnull)
-    if not table and out.suffix.lower() != ".png":
-        raise ConfigError(f"cannot write {out}: use a .csv file (one line per sample) or a .png file (the score histogram).")
-    calibration = None
-    if args.contamination is None and args.percentile is None and (run / CALIBRATION).is_file():
-        saved = read_json(run / CALIBRATION, "not a calibration file")
-        calibration = np.asarray(saved.get("scores", []) if isinstance(saved, dict) else [], dtype=np.float64)
-        if not len(calibration) or not np.isfinite(calibration).all():
-            raise CheckpointError(f"{run / CALIBRATION} holds no usable calibration scores; pass --contamination or --percentile.")
-    elif args.contamination is None and args.percentile is None:
-        print(f"aekit: {run} has no calibration scores (trained before aekit saved them): flagging the top 10% of the scored rows", file=sys.stderr)
-    reference = _data(argparse.Namespace(**{**vars(args), "split": args.reference_split}), "train").x if args.reference_split else None
-    result = detect(
-        model, data.x, anomalous, calibration=calibration, false_alarm_rate=args.false_alarm_rate,
-        reference=reference, contamination=args.contamination, percentile=args.percentile,
-    )
-    warn_duplicate_ids(data)
-    if table:
-        write_scores(out, result, data, model, feature_contributions)
-    else:
-        plot_score_histogram(result, anomalous, out, title=f"{data.name} [{data.split}]")
-    maps = None
-    if len(model.input_shape) == 3 and run.is_dir():  # images: where the most anomalous ones differ, pixel by pixel
-        maps = anomaly_maps(run / RESULTS / f"{stem}-maps.png", model, data.x, result.scores, feature_contributions)
-    numbers = {**result.summary(), **flagged_ids(result, data, out if table and out != Path(os.devnull) else None)}
-    _report(run, stem, numbers, None if table else out, *[p for p in (out if table else None, maps) if p is not None])
-
-
-def flagged_ids(result, data, table: Path | None, shown: int = 10) -> dict:
-    """The ids (else row numbers) of the highest-scoring flagged samples, and where the full list is."""
-    flagged = np.flatnonzero(result.predictions)
-    top = flagged[np.argsort(-result.scores[flagged], kind="stable")][:shown]
-    ids = [data.ids[i] if data.ids is not None else int(i) for i in top]
-    where = str(table) if table is not None else "add -o scores.csv for every one"
-    return {"flagged_ids": ids, "flagged_list": where} if len(flagged) else {}
-
-
-def class_indices(data, names: list[str]) -> list[int]:
-    """The label numbers of classes given by name (a sub-folder's) or by number."""
-    indices = []
-    for name in names:
-        if data.classes is not None and name in data.classes:
-            indices.append(data.classes.index(name))
-        elif name.lstrip("-").isdigit() and (data.classes is None or 0 <= int(name) < len(data.classes)):
-            indices.append(int(name))
-        else:
-            known = f"its classes are {', '.join(data.classes[:12])}{' ...' if len(data.classes) > 12 else ''}" if data.classes else "its labels are numbers"
-            raise DataError(f"{data.name} has no class {name!r}; {known}.")
-    return indices
-
-
-def anomaly_maps(path: Path, model, x: torch.Tensor, scores: np.ndarray, contributions, n: int = 8) -> Path:
-    """The ``n`` highest-scoring images above their reconstructions and their per-pixel error maps."""
-    top = torch.from_numpy(np.argsort(scores)[::-1][:n].copy())
-    images = x[top]
-    rebuilt = reconstruct(model, images)
-    maps = contributions(model, images)
-    maps = maps / np.maximum(maps.reshape(len(maps), -1).max(1), 1e-12).reshape(-1, *[1] * (maps.ndim - 1))
-    rows = [("most anomalous", images.numpy()), ("reconstruction", rebuilt.numpy()), ("error map", maps.astype(np.float32))]
-    return image_grid(rows, path, title="where the highest-scoring images differ from their reconstructions")
-
-
-def write_scores(path: Path, result, data, model, contributions, top: int = 3) -> None:
-    """One line per sample: id, score, p-value, flagged and, for flagged rows, the features that contribute most
-    (``top_features``: a JSON list of ``[column, share of the row's error]`` pairs, largest first)."""
-    import pandas as pd
-
-    table = pd.DataFrame({"id": data.ids if data.ids is not None else np.arange(len(result.scores)), "score": result.scores})
-    if result.pvalues is not None:
-        table["pvalue"] = result.pvalues
-    table["flagged"] = result.predictions.astype(bool)
-    flagged = np.flatnonzero(result.predictions)
-    names = data.columns or [str(j) for j in range(model.n_features)]
-    table["top_features"] = ""
-    if len(flagged) and len(model.input_shape) == 1:
-        shares = contributions(model, data.x[torch.from_numpy(flagged)])
-        for row, share in zip(flagged, shares):
-            best = np.argsort(share)[::-1][:top]
-            table.loc[row, "top_features"] = json.dumps([[names[j], round(float(share[j]), 4)] for j in best])
-    write_csv(path, table)
-
-
-def cmd_protocol(args):
-    from ..defaults import fill_images
-    from ..registry import model_class
-    from ..training import Trainer
-    from .protocols import mnist_one_class, odds
-
-    options = dict(args.option or [])
-    for key in ("code_size", "hidden"):
-        if getattr(args, key) is not None:
-            options[key] = getattr(args, key)
-    trainer = Trainer(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, val_fraction=0.0, progress=not args.no_progress)
-    if args.name == "mnist-one-class":
-        fill_images(model_class(args.model), (1, 28, 28), options)  # sized as aekit train sizes them
-        result = mnist_one_class(args.digits, args.model, options, trainer, args.data_dir)
-        numbers = {"protocol": "mnist-one-class", "model": args.model, "roc_auc": result.roc_auc, "mean_roc_auc": result.mean_roc_auc}
-    else:
-        numbers = {"protocol": "odds", "model": args.model, "seeds": args.seeds, "sets": {}}
-        for name in args.sets:
-            result = odds(name, args.seeds, args.model, options, trainer, args.data_dir)
-            numbers["sets"][name] = {"mean_roc_auc": result.mean_roc_auc, "mean_average_precision": float(np.mean(list(result.average_precision.values())))}
-    if args.output:
-        atomic_write(Path(args.output), json.dumps(numbers, indent=2))
-    print(json.dumps(numbers, indent=2))
-
-
-def cmd_sample(args):
-    from .generate import grid_rows, sample
-
-    model = load(args.run)
-    _images(model)
-    stem, out = _output(args, "sample")
-    image_grid(grid_rows(sample(model, args.n, seed=args.seed), args.per_row), out)
-    _report(args.run, stem, {"samples": args.n, "seed": args.seed}, out)
-
-
-def cmd_interpolate(args):
-    from .generate import interpolate
-
-    model, data = load(args.run), _data(args, "test")
-    _images(model)
-    for index in (args.a, args.b):
-        if not 0 <= index < len(data):
-            raise DataError(f"sample {index} does not exist; {data.name} [{data.split}] has {len(data)} samples.")
-    stem, out = _output(args, "interpolate")
-    path = interpolate(model, data.x[args.a], data.x[args.b], steps=args.steps)
-    image_grid([(f"{args.a} -> {args.b}", path.numpy())], out)
-    _report(args.run, stem, {"from": args.a, "to": args.b, "steps": args.steps}, out)
-
-
-def cmd_traverse(args):
-    from .generate import traversal
-
-    model, data = load(args.run), _data(args, "test")
-    _images(model)
-    grid = traversal(model, data.x[args.index], data.x[:2000], dims=args.dims, span=args.span, steps=args.steps)
-    dims = args.dims if args.dims is not None else list(range(len(grid)))
-    stem, out = _output(args, "traverse")
-    image_grid([(f"z{d}", row.numpy()) for d, row in zip(dims, grid)], out)
-    _report(args.run, stem, {"sample": args.index, "units": [int(d) for d in dims], "span": args.span, "steps": args.steps}, out)
-
-
-def cmd_probe(args):
-    from .probe import probe
-
-    model = load(args.run)
-    train = run_data(Path(args.run), args.dataset, "train", args.data_dir, "train")
-    test = run_data(Path(args.run), args.dataset, "test", args.data_dir, "test")
-    accuracy = probe(model, train, test)
-    _report(args.run, result_stem(Path(args.run), "probe"), {"classifier": "StandardScaler + LogisticRegression", "code_size": model.code_size, "accuracy": accuracy}, None)
-
-
-def cmd_index(args):
-    from .common import encode
-    from .retrieve import CodeIndex
-
-    model, data = load(args.run), _data(args, "train")
-    approximate = {"auto": "auto", "yes": True, "no": False}[args.approximate]
-    info = {"run": str(Path(args.run).resolve()), "dataset": data.name, "split": data.split, "data_dir": args.data_dir}
-    index = CodeIndex.build(encode(model, data.x), None if data.y is None else data.y.numpy(), args.metric, approximate, info=info)
-    index.save(args.output)
-    print(f"indexed {len(data)} codes ({'approximate, FAISS IVF' if index.approximate else 'exact'}, {args.metric}) in {args.output}")
-
-
-def cmd_search(args):
-    from .common import encode
-    from .retrieve import CodeIndex, precision_at_k
-
-    if args.text is not None or args.file is not None:
-        return _search_documents(args)
-    index = CodeIndex.load(args.index)
-    model = load(index.info["run"])
-    queries = run_data(Path(index.info["run"]), args.query, args.split, args.data_dir or index.info.get("data_dir"), "test")
-    chosen = args.queries if args.queries is not None else list(range(min(5, len(queries))))
-    if any(not 0 <= q < len(queries) for q in chosen):
-        raise DataError(f"query indices must be below {len(queries)}.")
-    _, hits = index.search(encode(model, queries.x[chosen]), args.k)
-    numbers: dict = {"k": args.k, "metric": index.metric, "approximate": index.approximate, "queries": chosen, "neighbours": hits.tolist()}
-    if index.labels is not None and queries.y is not None:
-        everything = encode(model, queries.x)
-        numbers["precision_at_k"] = precision_at_k(index, everything, queries.y.numpy(), args.k)
-        numbers["precision_queries"] = len(everything)
-    stem, out = _output(args, "search", run=index.info["run"])
-    if len(model.input_shape) == 3:
-        collection = run_data(Path(index.info["run"]), index.info["dataset"], index.info["split"], index.info.get("data_dir"), "train")
-        rows = [(f"query {q}", np.concatenate([queries.x[q : q + 1].numpy(), collection.x[row].numpy()])) for q, row in zip(chosen, hits)]
-        image_grid(rows, out, column_titles=["query", *(f"hit {i}" for i in range(1, args.k + 1))], frame_first=True)
-    _report(index.info["run"], stem, numbers, out if out.exists() else None)
-
-
-def _search_documents(args):
-    """``aekit search RUN --text "..."``: the run's documents nearest a free text, as JSON."""
-    from .documents import DocumentIndex, search_text
-
-    if args.text is not None and args.file is not None:
-        raise ConfigError("give the query as --text or as --file, not both.")
-    if args.query is not None:
-        raise ConfigError("with --text or --file, name only the run folder.")
-    if args.k < 1:
-        raise ConfigError(f"-k is the number of hits: at least 1, got {args.k}.")
-    if args.file is not None:
-        try:
-            text = decode(Path(args.file).read_bytes(), args.file)[0]
-        except OSError as exc:
-            raise DataError(f"cannot read {args.file} ({exc.strerror or exc}).") from None
-    else:
-        text = args.text
-    run = Path(args.index)
-    index = DocumentIndex.load(run)
-    model = load(run)
-    print(json.dumps({"run": str(run), "k": args.k, "hits": search_text(model, index, text, args.k)}, indent=2))
-
-
-def cmd_report(args):
-    from .report import write_report
-
-    path = write_report(args.run, args.output or Path(args.run) / RESULTS / "report.html")
-    print(f"wrote {path}")
 
 
 def _data_args(p: argparse.ArgumentParser, split_help: str, names) -> None:
@@ -319,23 +24,49 @@ def _data_args(p: argparse.ArgumentParser, split_help: str, names) -> None:
     p.add_argument("--ignore-columns", type=names, help="CSV columns to drop (default: the run's)")
 
 
+def _count(most: int):
+    """An argparse type: a whole number from 1 to ``most`` (how many samples, points, images)."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not 1 <= value <= most:
+            raise argparse.ArgumentTypeError(f"expected 1 to {most:,}, got {value:,}")
+        return value
+
+    return count
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text}")
+    return value
+
+
 def add_commands(commands, sizes, option, names) -> None:
     """Add the application sub-commands to the ``aekit`` parser."""
     p = commands.add_parser("embed", help="2-D map of the codes beside PCA, with trustworthiness and k-NN accuracy", description="Encode a data set, project the codes to 2-D, plot them beside PCA's projection of the inputs.")
     _data_args(p, "which part (default: test)", names)
     p.add_argument("--method", choices=["pca", "tsne", "umap"], default="pca", help="projection of codes with more than 2 units (default: pca)")
-    p.add_argument("--max-points", type=int, default=3000, help="samples drawn for the map (default: 3000)")
+    p.add_argument("--max-points", type=_count(1_000_000), default=3000, help="samples drawn for the map (default: 3000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample drawn and of t-SNE/UMAP (default: 0)")
     p.add_argument("-o", "--output", help="the picture to write (default: RUN/results/embed-K.png, one per call)")
-    p.set_defaults(func=cmd_embed)
+    p.set_defaults(func=later("aekit.apps.commands", "cmd_embed"))
 
     p = commands.add_parser("denoise", help="corrupt test data, reconstruct it, report PSNR", description="Corrupt clean data, reconstruct it, write a noisy/denoised/clean grid and the PSNR of both.")
     _data_args(p, "which part (default: test)", names)
     p.add_argument("--noise", default="gaussian:0.5", help="gaussian:SIGMA, masking:FRACTION or salt_and_pepper:FRACTION (default: gaussian:0.5)")
-    p.add_argument("-n", type=int, default=10, help="images in the grid (default: 10)")
+    p.add_argument("-n", type=_count(10_000), default=10, help="images in the grid (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruption (default: 0)")
     p.add_argument("-o", "--output", help="the picture to write (default: RUN/results/denoise-K.png, one per call)")
-    p.set_defaults(func=cmd_denoise)
+    p.set_defaults(func=later("aekit.apps.commands", "cmd_denoise"))
 
     p = commands.add_parser("detect", help="anomaly scores, saved threshold, flagged rows by id, ROC AUC", description="Score every sample (the model's anomaly score: reconstruction error, code density, minus the ELBO for a VAE), flag those whose conformal p-value against the run's calibration scores is at most --false-alarm-rate, and evaluate when labels exist. -o scores.csv writes one line per sample (id, score, pvalue, flagged, top_features); -o scores.png the histogram.")
     _data_args(p, "which part to score (default: test for the run's own data, all for another file)", names)
@@ -345,7 +76,7 @@ def add_commands(commands, sizes, option, names) -> None:
     p.add_argument("--percentile", type=float, help="instead, flag scores above this percentile of the reference scores")
     p.add_argument("--reference-split", choices=["train", "test", "all"], help="with --contamination/--percentile: the split whose scores set the threshold (default: the scored data)")
     p.add_argument("-o", "--output", help="scores.csv (one line per sample) or scores.png (histogram) (default: RUN/results/detect-K.png, one per call)")
-    p.set_defaults(func=cmd_detect)
+    p.set_defaults(func=later("aekit.apps.commands", "cmd_detect"))
 
     p = commands.add_parser("protocol", help="run an anomaly-detection protocol (MNIST one-class, ODDS)", description="Train and score detectors under a standard protocol: mnist-one-class (train on one digit, test on all) or odds (stratified 60/40 split, several seeds).")
     p.add_argument("name", choices=["mnist-one-class", "odds"], help="the protocol")
@@ -362,45 +93,45 @@ def add_commands(commands, sizes, option, names) -> None:
     p.add_argument("--data-dir", help="folder holding data files (default: $AEKIT_DATA, then ~/.cache/aekit)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", help="also write the numbers to this JSON file")
-    p.set_defaults(func=cmd_protocol)
+    p.set_defaults(func=later("aekit.apps.commands", "cmd_protocol"))
 
     p = commands.add_parser("sample", help="decode samples from the prior (VAE)", description="Decode samples drawn from the prior N(0, I) of a VAE into an image grid.")
     p.add_argument("run", help="run folder of a VAE")
-    p.add_argument("-n", type=int, default=64, help="samples (default: 64)")
-    p.add_argument("--per-row", type=int, default=8, help="samples per row of the grid (default: 8)")
+    p.add_argument("-n", type=_count(10_000), default=64, help="samples (default: 64; at most 10,000)")
+    p.add_argument("--per-row", type=_count(1_000), default=8, help="samples per row of the grid (default: 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the codes drawn (default: 0)")
     p.add_argument("-o", "--output", help="the picture to write (default: RUN/results/sample-K.png, one per call)")
-    p.set_defaults(func=cmd_sample)
+    p.set_defaults(func=later("aekit.apps.commands", "cmd_sample"))
 
     p = commands.add_parser("interpolate", help="decode a line in code space between two samples", description="Decode points on the straight line between the codes of samples A and B.")
     _data_args(p, "which part A and B index (default: test)", names)
     p.add_argument("a", type=int, help="index of the first sample")
     p.add_argument("b", type=int, help="index of the second sample")
-    p.add_argument("--steps", type=int, default=10, help="points on the line, ends included (default: 10)")
+    p.add_argument("--steps", type=_count(1_000), default=10, help="points on the line, ends included (default: 10)")
     p.add_argument("-o", "--output", help="the picture to write (default: RUN/results/interpolate-K.png, one per call)")
-    p.set_defaults(func=cmd_interpolate)
+    p.set_defaults(func=later("aekit.apps.commands", "cmd_interpolate"))
 
     p = commands.add_parser("traverse", help="vary one code unit at a time (latent traversal)", description="Vary each code unit over mean +- span standard deviations around one sample's code; one row per unit.")
     _data_args(p, "which part (default: test)", names)
     p.add_argument("--index", type=int, default=0, help="the sample whose code is traversed")
     p.add_argument("--dims", type=_ints, help="code units to vary (default: the first 10)")
-    p.add_argument("--span", type=float, default=2.5, help="standard deviations each side of the sample's code (default: 2.5)")
-    p.add_argument("--steps", type=int, default=9, help="images per unit (default: 9)")
+    p.add_argument("--span", type=_positive, default=2.5, help="standard deviations each side of the sample's code (default: 2.5)")
+    p.add_argument("--steps", type=_count(1_000), default=9, help="images per unit (default: 9)")
     p.add_argument("-o", "--output", help="the picture to write (default: RUN/results/traverse-K.png, one per call)")
-    p.set_defaults(func=cmd_traverse)
+    p.set_defaults(func=later("aekit.apps.commands", "cmd_traverse"))
 
     p = commands.add_parser("probe", help="logistic regression on codes vs raw inputs vs PCA", description="Fit logistic regression on the train split's codes, raw inputs and PCA codes of the same size; report test accuracy.")
     p.add_argument("run", help="run folder")
     p.add_argument("--dataset", help="labelled data set (default: the run's own)")
     p.add_argument("--data-dir", help="folder holding data files (default: $AEKIT_DATA, then ~/.cache/aekit)")
-    p.set_defaults(func=cmd_probe)
+    p.set_defaults(func=later("aekit.apps.commands", "cmd_probe"))
 
     p = commands.add_parser("index", help="index a data set's codes for retrieval", description="Encode a collection and save a nearest-neighbour index of its codes (exact, or FAISS IVF for large sets).")
     _data_args(p, "which part to index (default: train)", names)
     p.add_argument("--metric", choices=["cosine", "l2"], default="cosine", help="similarity of codes (default: cosine)")
     p.add_argument("--approximate", choices=["auto", "yes", "no"], default="auto", help="FAISS IVF index: auto = from 50,000 codes on (default: auto)")
     p.add_argument("-o", "--output", default="index", help="the index folder to write (default: index)")
-    p.set_defaults(func=cmd_index)
+    p.set_defaults(func=later("aekit.apps.commands", "cmd_index"))
 
     p = commands.add_parser("search", help="nearest neighbours of queries in an index, or a run's documents nearest a text", description="Find the k nearest indexed samples of query samples; precision@k by label over all queries. With --text or --file: the documents of RUN (a run trained on documents) nearest the query's words, by Hamming distance of their bits, as JSON (path, class, distance, snippet).")
     p.add_argument("index", help="folder written by aekit index; with --text/--file, a run folder trained on documents")
@@ -410,12 +141,12 @@ def add_commands(commands, sizes, option, names) -> None:
     p.add_argument("--split", choices=["train", "test", "all"], help="which part the queries come from (default: test)")
     p.add_argument("--data-dir", help="folder holding data files (default: the index's)")
     p.add_argument("--queries", type=_ints, help="query indices shown in the grid (default: 0-4)")
-    p.add_argument("-k", type=int, default=10, help="neighbours per query (default: 10)")
+    p.add_argument("-k", type=_count(100_000), default=10, help="neighbours per query (default: 10)")
     p.add_argument("-o", "--output", help="result grid, image data (default: RUN/results/search-K.png, one per call)")
-    p.set_defaults(func=cmd_search)
+    p.set_defaults(func=later("aekit.apps.commands", "cmd_search"))
 
     p = commands.add_parser("report", help="one self-contained HTML page about a run", description="Write an HTML report (images embedded): curves, reconstructions, latent map, samples, application results.")
     p.add_argument("run", help="run folder")
     p.add_argument("-o", "--output", help="the page to write (default: RUN/results/report.html)")
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=later("aekit.apps.commands", "cmd_report"))
 

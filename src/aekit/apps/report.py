@@ -9,12 +9,19 @@ import io
 from pathlib import Path
 
 from ..checkpoint import atomic_write, load, read_json
+from ..errors import CheckpointError
+from ..fileio import read_bounded
 from ..runs import RESULTS
 from ..runfiles import CALIBRATION, CONFIG, METRICS, RECONSTRUCTIONS, TRAINER
 
 
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
 def _img(path_or_bytes: Path | bytes, alt: str, element_id: str) -> str:
-    data = path_or_bytes.read_bytes() if isinstance(path_or_bytes, Path) else path_or_bytes
+    data = read_bounded(path_or_bytes) if isinstance(path_or_bytes, Path) else path_or_bytes
+    if not data.startswith(PNG):
+        raise CheckpointError(f"{path_or_bytes} is not a PNG picture; aekit wrote it as one: remove it, or draw it again.")
     return f'<img id="{element_id}" alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
@@ -76,10 +83,21 @@ def _call_order(path: Path) -> tuple[str, int]:
 
 
 def _metrics(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
+    """The rows of ``metrics.csv``, each checked: an epoch number and numbers (or blanks) in every column."""
+    if not path.exists() and not path.is_symlink():
         return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    try:
+        rows = list(csv.DictReader(io.StringIO(read_bounded(path).decode())))
+        for row in rows:
+            int(row["epoch"])
+            for key, value in row.items():
+                if key is None or value is None:
+                    raise ValueError("a row of another width than the header")
+                if value:
+                    float(value)  # a number (NaN and inf included: a diverged epoch), or blank
+        return rows
+    except (UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not what aekit wrote (one row of numbers per epoch; {type(exc).__name__}: {str(exc)[:60]}); restore it, or remove it.") from None
 
 
 def _number(text: str | None):
@@ -100,7 +118,10 @@ def run_summary(run: Path, config: dict, records: list[dict[str, str]]) -> str:
     scaling = spec.get("scaling")
     data["scaling"] = "inside the model (input_scaling)" if scaling == "in-model" else "min-max, from the training rows" if isinstance(scaling, dict) else "none: values in [0, 1]"
     if (run / CALIBRATION).exists():
-        data["rows held out to calibrate thresholds"] = read_json(run / CALIBRATION, "").get("rows")
+        saved = read_json(run / CALIBRATION, "")
+        if not isinstance(saved, dict) or not isinstance(saved.get("rows"), int) or isinstance(saved.get("rows"), bool):
+            raise CheckpointError(f"{run / CALIBRATION} is not what aekit wrote (an object with the number of rows and their scores); restore it, or remove it.")
+        data["rows held out to calibrate thresholds"] = saved["rows"]
     settings = read_json(run / TRAINER, "") if (run / TRAINER).exists() else {}
     settings = {k: v for k, v in settings.items() if k not in ("progress", "tune_allocator")} if isinstance(settings, dict) else {}
     numbers: dict = {}
@@ -145,8 +166,12 @@ def write_report(run: str | Path, out: str | Path, samples: int = 32) -> Path:
     if anomaly:
         sections.append("<h2>Anomaly maps</h2>" + _img(anomaly[-1], "most anomalous images, reconstructions and per-pixel error maps", "anomaly-maps"))
     for numbers in kept:
-        name = numbers.stem
-        block = f'<section class="result" id="result-{html.escape(name)}"><h2>{html.escape(name)}</h2>' + _table(read_json(numbers, ""))
+        name, found = numbers.stem, read_json(numbers, "")
+        if not isinstance(found, dict):
+            raise CheckpointError(f"{numbers} is not what aekit wrote (an object of numbers); restore it, or remove it.")
+        if not found:  # a call still running (or one that failed): its numbers are not there yet
+            continue
+        block = f'<section class="result" id="result-{html.escape(name)}"><h2>{html.escape(name)}</h2>' + _table(found)
         picture = results / f"{name}.png"
         if picture.exists() and not (maps and picture == maps[-1]):
             block += _img(picture, name, f"figure-{name}")

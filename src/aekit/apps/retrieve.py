@@ -91,8 +91,14 @@ class CodeIndex:
             raise CheckpointError(f"{path}: the index arrays cannot be read ({exc}).") from None
         if not isinstance(meta, dict) or meta.get("metric") not in ("cosine", "l2"):
             raise CheckpointError(f"{path / 'index.json'} is not an aekit index description; rebuild the index with aekit index.")
+        nprobe = meta.get("nprobe", 16)
+        if not (isinstance(nprobe, int) and not isinstance(nprobe, bool) and 1 <= nprobe <= 1 << 20):
+            raise CheckpointError(f"{path / 'index.json'}: nprobe must be a whole number from 1 to {1 << 20:,}, got {nprobe!r}; rebuild the index with aekit index.")
+        for key in ("run", "dataset", "split", "data_dir"):
+            if meta.get(key) is not None and not isinstance(meta[key], str):
+                raise CheckpointError(f"{path / 'index.json'}: {key} must be text, got {meta[key]!r}; rebuild the index with aekit index.")
         info = {k: v for k, v in meta.items() if k not in ("metric", "approximate", "nprobe", "size")}
-        index = cls(codes, labels, meta["metric"], info, nprobe=int(meta.get("nprobe", 16)))
+        index = cls(codes, labels, meta["metric"], info, nprobe=nprobe)
         if meta.get("approximate"):
             import faiss
 

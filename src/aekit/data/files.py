@@ -180,6 +180,7 @@ def read_csv(path: Path, label_column: str | int | None = None, id_column: str |
             ids.append(row[id_index].strip())
     if not len(body):
         raise DataError(f"{path} has a header but no data rows.")
+    _check_float32(x, lambda r, c: f"{path}, line {first_line + r}, column {columns[features[c]]!r}")
     y, classes = _encode_labels(labels) if label_index is not None else (None, None)
     return RawData(x, y, classes=classes, ids=ids if id_index is not None else None, columns=[columns[i] for i in features] if header else None)
 
@@ -201,6 +202,21 @@ def table_columns(path: Path) -> list[str]:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path} is not a readable CSV file ({exc}).") from None
     return [] if all(_is_number(c) for c in first) else [c.strip() for c in first]
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_float32(x: np.ndarray, where) -> None:
+    """Refuse a value that 32-bit floats (what the model computes in) cannot hold, naming its cell (``where(row, col)``)."""
+    big = np.argwhere(np.isfinite(x) & (np.abs(x) > FLOAT32_MAX))
+    if len(big):
+        row, col = big[0]
+        raise DataError(f"{where(row, col)}: {x[row, col]:.4g} is beyond what 32-bit floats hold (±3.4e38); rescale the column (e.g. its logarithm) or fix the cell.")
+    bad = np.argwhere(~np.isfinite(x))
+    if len(bad):
+        row, col = bad[0]
+        raise DataError(f"{where(row, col)} holds {x[row, col]}; fill in or impute the value, or drop the row.")
 
 
 def _require_columns(path: Path, columns: list[str], id_column: str | None, ignore_columns: list[str] | None, label_column: str | None = None) -> None:
@@ -239,6 +255,7 @@ def read_parquet(path: Path, label_column: str | None = None, id_column: str | N
     if len(missing):
         row, col = missing[0]
         raise DataError(f"{path}, row {row}, column {features[col]!r} is empty; fill in or impute the value, or drop the row.")
+    _check_float32(x, lambda r, c: f"{path}, row {r}, column {features[c]!r}")
     y, classes = _encode_labels([str(v) for v in frame[label]]) if label is not None else (None, None)
     ids = [str(v) for v in frame[id_column]] if id_column is not None else None
     return RawData(x, y, classes=classes, ids=ids, columns=features)

@@ -1,6 +1,6 @@
-"""Training: the one loop, its history and its resumable state."""
+"""Training: the one loop, its history and its resumable state (imported on first use: see aekit/_lazy.py)."""
 
-from .history import History
-from .trainer import Trainer, evaluate_losses, fit, resolve_device, seed_everything
+from .._lazy import lazy_names
 
 __all__ = ["History", "Trainer", "evaluate_losses", "fit", "resolve_device", "seed_everything"]
+lazy_names(__name__, {"History": ".history", **dict.fromkeys(__all__[1:], ".trainer")})

@@ -23,9 +23,6 @@ from ..errors import ConfigError
 from ..runfiles import LOCK, RECONSTRUCTIONS, TENSORBOARD, TRACKING
 from .callbacks import Callback, Loop
 
-TRACKERS = ("tensorboard", "mlflow")
-
-
 def trackers(names: str | None, run: Path | None, settings: dict[str, Any], options: dict[str, Any]) -> list[Callback]:
     """The tracking callbacks ``names`` asks for (``"tensorboard"``, ``"mlflow"``, or both comma-separated)."""
     chosen = [name.strip() for name in (names or "").split(",") if name.strip()]
@@ -38,15 +35,6 @@ def trackers(names: str | None, run: Path | None, settings: dict[str, Any], opti
         elif name == "mlflow":
             made.append(MLflowLogger(run, settings, options))
     return made
-
-
-def check_trackers(name: str, value: Any) -> None:
-    """A Trainer setting's check: None, or tracker names separated by commas."""
-    if value is None:
-        return
-    unknown = [v for v in str(value).split(",") if v.strip() not in TRACKERS] if isinstance(value, str) else [value]
-    if unknown:
-        raise ConfigError(f"{name} takes {' or '.join(TRACKERS)} (or both, comma-separated), got {value!r}.")
 
 
 def _numbers(record: dict[str, Any]) -> dict[str, float]:

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -30,17 +31,17 @@ from ..data import Dataset, check_finite
 from ..data.stream import StreamedDataset
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError, suggest
 from . import allocator
-from ..validation import Check, kind, number, one_of, optional, whole
+from ..settings import TrainerSettings, check_seed  # noqa: F401 (check_seed: used by callers of this module)
 from .callbacks import ActiveUnits, Callback, KLWarmup, LearningRateSchedule, Loop, WeightAverage
 from .distributed import Workers, local_device, rank_and_world, workers
 from .history import History
 from .samples import InMemory, OnDisk
 from .state import load_state, save_state
-from .tracking import check_trackers, trackers
+from .tracking import trackers
 
 # Adam's fused kernel updates every parameter in one pass: on this project's CPU it takes 0.5 ms
 # per step for a 1M-parameter MLP, against 5.6 ms for PyTorch's CPU default (benchmarks/speed.py).
-OPTIMIZERS = {
+OPTIMIZERS = {  # keyed by settings.OPTIMIZER_NAMES, as are the next two
     "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd, fused=True),
     "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd, fused=True),
     "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=0.9),
@@ -125,13 +126,6 @@ def ensure_new_run(run: Path) -> None:
         raise CheckpointError(f"{run} already holds a training run; resume it (--resume) or choose another folder.")
 
 
-def check_seed(seed: object) -> int:
-    """``seed`` if it is an integer PyTorch and NumPy accept (0 to 2**63 - 1), else a :class:`ConfigError`."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ConfigError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}.")
-    return seed
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's generators (call before building a model)."""
     random.seed(seed)
@@ -147,6 +141,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
         raise ConfigError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {device!r} cannot train aekit models; use 'auto', 'cpu', 'cuda' or 'cuda:N'.")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for but PyTorch sees no CUDA GPU here; use --device cpu.")
     return resolved
@@ -171,54 +167,18 @@ def as_samples(data: Dataset | Tensor | np.ndarray, name: str = "data") -> tuple
     return data, float(low), float(high)
 
 
-def setting(default: Any, help: str, check: Check | None = None, **cli: Any) -> Any:
-    """A Trainer setting, declared once: its default, help text and check, from which the CLI makes its flag
-    (``choices=`` become its choices and its check; ``cli=False``: no flag). Without a check, the value must
-    have the default's type (true or false for a switch)."""
-    if check is None:
-        check = one_of(cli["choices"]) if "choices" in cli else kind(type(default))
-    return dataclasses.field(default=default, metadata={"help": help, "check": check, **cli})
-
-
 @dataclass
-class Trainer:
+class Trainer(TrainerSettings):
     """Trains any registered model. Keyword arguments are its settings.
 
-    Each setting is declared once, here, with its help text: ``aekit train``
-    makes its flags from these fields (``--batch-size`` for ``batch_size``).
+    Each setting is declared once, with its help text, in
+    :class:`aekit.settings.TrainerSettings`: ``aekit train`` makes its flags
+    from those fields (``--batch-size`` for ``batch_size``).
 
     Examples
     --------
     >>> history = Trainer(epochs=5, lr=1e-3).fit(model, data)   # doctest: +SKIP
     """
-
-    epochs: int = setting(50, "passes over the training data (with --resume, a new total)", check=whole(1))
-    batch_size: int = setting(128, "samples per optimiser step", check=whole(1))
-    lr: float = setting(1e-3, "learning rate", check=number(0, low_open=True))
-    weight_decay: float = setting(0.0, "L2 penalty of the optimiser", check=number(0))
-    optimizer: str = setting("adam", "adam, adamw or sgd (momentum 0.9)", choices=tuple(OPTIMIZERS))
-    schedule: str = setting("constant", "learning rate: constant, or cosine decay to 0 over all steps", choices=tuple(SCHEDULES))
-    val_fraction: float = setting(0.1, "share of the data held out for validation when no validation data is given", check=number(0, 1, high_open=True))
-    patience: int | None = setting(None, "early stopping: stop after this many epochs without a better validation loss (default: never)", type=int, check=optional(whole(1)))
-    restore_best: bool = setting(True, "end with the weights of the best epoch, not the last", cli=False)
-    pretrain_epochs: int = setting(5, "greedy layer-wise pretraining epochs per stage, for models built from stages (stacked)", check=whole(0))
-    prior_epochs: int = setting(3, "after training, epochs that fit a VQ-VAE's autoregressive prior on the training set's final codes", check=whole(0))
-    binarize: bool = setting(False, "dynamic binarisation: draw binary data ~ Bernoulli(x) afresh for every batch")
-    kl_warmup: int = setting(0, "KL warm-up: a VAE's beta rises linearly from 0 to its value over this many epochs (Bowman et al. 2016)", check=whole(0))
-    max_grad_norm: float | None = setting(None, "clip the gradients' total norm to this value before each step (default: no clipping)", type=float, check=optional(number(0, low_open=True)))
-    ema: float | None = setting(None, "keep an exponential moving average of the weights with this decay, e.g. 0.999, and end with it (default: off)", type=float, check=optional(number(0, 1, low_open=True, high_open=True)))
-    on_nonfinite: str = setting("stop", "a NaN/inf loss: stop with a clear error, or skip the batch and halve the learning rate", choices=("stop", "skip"))
-    device: str = setting("auto", "auto, cpu, cuda or cuda:N", check=kind((str, torch.device)))
-    precision: str = setting("fp32", "fp32, or mixed precision: bf16 (CPU or GPU), fp16 (GPU, with loss scaling)", choices=tuple(PRECISIONS))
-    compile: bool = setting(False, "train through torch.compile(model): slower start, faster steps")
-    seed: int = setting(0, "seeds shuffling, the validation split, the weights and any noise a model draws", check=lambda name, value: check_seed(value))
-    progress: bool | str = setting(True, "True: a progress bar on a terminal, one line per epoch otherwise; 'lines': always lines; False: silent", cli=False, check=one_of((True, False, "lines")))
-    log_to: str | None = setting(None, "experiment tracking: tensorboard (event files in RUN/tensorboard), mlflow (MLflow's store: MLFLOW_TRACKING_URI, else ./mlruns), or tensorboard,mlflow; needs pip install 'aekit[tracking]' (default: none)", type=str, check=check_trackers)
-    tune_allocator: bool = setting(True, "keep glibc's large buffers between steps instead of re-mapping them (training/allocator.py)", cli=False)
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):  # each setting's check is declared beside it
-            f.metadata["check"](f.name, getattr(self, f.name))
 
     @classmethod
     def from_settings(cls, settings: Any, source: Path) -> "Trainer":
@@ -266,6 +226,13 @@ class Trainer:
         While it trains, the run folder is locked: a second process training
         into the same folder stops with a :class:`CheckpointError`.
         """
+        if not isinstance(model, nn.Module) or not hasattr(model, "as_batch"):
+            raise ConfigError(f"fit trains an aekit model object, e.g. aekit.get_model('ae', input_shape=(784,)); got {type(model).__name__} {str(model)[:40]!r}.")
+        if out is not None and not isinstance(out, (str, os.PathLike)):
+            raise ConfigError(f"out is the run folder's path (a str or Path), got {type(out).__name__} {out!r}.")
+        strangers = [type(c).__name__ for c in callbacks if not isinstance(c, Callback)] if isinstance(callbacks, (list, tuple)) else [type(callbacks).__name__]
+        if strangers:
+            raise ConfigError(f"callbacks must be a list of aekit.Callback objects (subclass it and override its events); got {', '.join(strangers)}.")
         if out is None or rank_and_world()[0] != 0:
             return self._fit(model, data, val_data, out, resume, list(callbacks))
         with lock_run(Path(out)):
