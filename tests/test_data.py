@@ -141,7 +141,10 @@ def test_csv_with_header_labels_and_bad_cells(tmp_path):
     with pytest.raises(DataError, match="line 2: 1 cells"):
         aekit.load_dataset(path)
     path.write_text("a,b\n1,nan\n2,3\n")
-    with pytest.raises(DataError, match="1 non-finite value"):
+    with pytest.raises(DataError, match="line 2, column 'b' holds nan"):
+        aekit.load_dataset(path)
+    path.write_text("a,b\n1,2\n2,-1e39\n")  # finite in float64, beyond float32: would train to inf
+    with pytest.raises(DataError, match="line 3, column 'b': -1e\\+39 is beyond what 32-bit floats hold"):
         aekit.load_dataset(path)
     path.write_text("")
     with pytest.raises(DataError, match="empty"):

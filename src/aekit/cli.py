@@ -139,8 +139,15 @@ def _add_data_args(p: argparse.ArgumentParser, dataset_help: str) -> None:
     p.add_argument("--data-dir", help="folder holding data files (default: $AEKIT_DATA, then ~/.cache/aekit)")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line (the usage block of ``aekit train`` alone is 20 lines)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aekit", description="Train and use autoencoders.")
+    parser = Parser(prog="aekit", description="Train and use autoencoders.")
     parser.add_argument("--version", action="version", version=f"aekit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -166,11 +166,11 @@ def write_report(run: str | Path, out: str | Path, samples: int = 32) -> Path:
     if anomaly:
         sections.append("<h2>Anomaly maps</h2>" + _img(anomaly[-1], "most anomalous images, reconstructions and per-pixel error maps", "anomaly-maps"))
     for numbers in kept:
+        if numbers.is_file() and numbers.stat().st_size == 0:  # claimed by a call still running (aekit.runs.result_stem)
+            continue
         name, found = numbers.stem, read_json(numbers, "")
         if not isinstance(found, dict):
             raise CheckpointError(f"{numbers} is not what aekit wrote (an object of numbers); restore it, or remove it.")
-        if not found:  # a call still running (or one that failed): its numbers are not there yet
-            continue
         block = f'<section class="result" id="result-{html.escape(name)}"><h2>{html.escape(name)}</h2>' + _table(found)
         picture = results / f"{name}.png"
         if picture.exists() and not (maps and picture == maps[-1]):

@@ -593,7 +593,7 @@ def fit(model: nn.Module, data, *, val_data=None, out=None, resume: bool = False
         ``batch_size``, ``lr``, ``weight_decay``, ``optimizer``, ``schedule``, ``val_fraction``,
         ``patience``, ``restore_best``, ``pretrain_epochs``, ``prior_epochs``, ``binarize``, ``kl_warmup``,
         ``max_grad_norm``, ``ema``, ``on_nonfinite``, ``device``, ``precision``, ``compile``, ``seed``,
-        ``progress``, ``tune_allocator``.
+        ``progress``, ``log_to`` (experiment tracking: ``"tensorboard"``, ``"mlflow"``), ``tune_allocator``.
 
     Returns
     -------
