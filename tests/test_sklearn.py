@@ -33,6 +33,15 @@ def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("estimator", [AutoencoderTransformer(), AutoencoderTransformer(model="vae"), AutoencoderOutlierDetector()], ids=repr)
+def test_every_check_passes_with_default_settings(estimator):
+    from sklearn.utils.estimator_checks import check_estimator
+
+    failed = [(r["check_name"], str(r["exception"])[:200]) for r in check_estimator(estimator, on_fail=None) if r["status"] == "failed"]
+    assert not failed  # none expected to fail (a row's output never depends on the rows beside it, ...)
+
+
 @pytest.fixture(scope="module")
 def digits():
     X, y = load_digits(return_X_y=True)

@@ -23,7 +23,7 @@ from scipy import sparse
 
 from .apps.common import batched
 from .data.text import as_bags, bag_length
-from .apps.detect import anomaly_scores, check_rate, conformal_pvalues, conformal_threshold, feature_contributions
+from .apps.detect import SCORE_BATCH, anomaly_scores, check_rate, conformal_pvalues, conformal_threshold, feature_contributions
 from .checkpoint import atomic_write, load, read_json, save
 from .errors import CheckpointError, ConfigError, DataError
 from .validation import positive_int
@@ -144,7 +144,8 @@ class _AutoencoderEstimator(BaseEstimator):
         return torch.from_numpy(np.asarray(X, dtype=np.float32))
 
     def _batched(self, fn, x: torch.Tensor) -> np.ndarray:
-        return batched(fn, x).double().numpy()
+        """``fn`` over fixed-size (padded) batches: a row's result never depends on which rows came with it."""
+        return batched(fn, x, SCORE_BATCH, padded=True).double().numpy()
 
     def _reconstruction_error(self, x: torch.Tensor) -> np.ndarray:
         """Squared error per sample, summed over features."""
