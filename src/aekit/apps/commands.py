@@ -107,7 +107,7 @@ def cmd_detect(args):
         plot_score_histogram(result, anomalous, out, title=f"{data.name} [{data.split}]")
     maps = None
     if len(model.input_shape) == 3 and run.is_dir():  # images: where the most anomalous ones differ, pixel by pixel
-        maps = anomaly_maps(run / RESULTS / f"{stem}-maps.png", model, data.x, result.scores, feature_contributions)
+        maps = anomaly_maps(run / RESULTS / f"{stem}-maps.png", model, data.x, result.scores, feature_contributions, data.ids)
     numbers = {**result.summary(), **flagged_ids(result, data, out if table and out != Path(os.devnull) else None)}
     _report(run, stem, numbers, None if table else out, *[p for p in (out if table else None, maps) if p is not None])
 
@@ -135,15 +135,22 @@ def class_indices(data, names: list[str]) -> list[int]:
     return indices
 
 
-def anomaly_maps(path: Path, model, x: torch.Tensor, scores: np.ndarray, contributions, n: int = 8) -> Path:
-    """The ``n`` highest-scoring images above their reconstructions and their per-pixel error maps."""
-    top = torch.from_numpy(np.argsort(scores)[::-1][:n].copy())
+def anomaly_maps(path: Path, model, x: torch.Tensor, scores: np.ndarray, contributions, ids: list[str] | None = None, n: int = 8) -> Path:
+    """The ``n`` highest-scoring images above their reconstructions and their per-pixel error maps, each column
+    titled with its image's id (its file's path, shortened) and score."""
+    order = np.argsort(scores)[::-1][:n].copy()
+    top = torch.from_numpy(order)
     images = x[top]
     rebuilt = reconstruct(model, images)
     maps = contributions(model, images)
     maps = maps / np.maximum(maps.reshape(len(maps), -1).max(1), 1e-12).reshape(-1, *[1] * (maps.ndim - 1))
     rows = [("most anomalous", images.numpy()), ("reconstruction", rebuilt.numpy()), ("error map", maps.astype(np.float32))]
-    return image_grid(rows, path, title="where the highest-scoring images differ from their reconstructions")
+    names = [_short(str(ids[i]) if ids is not None else f"#{i}") + f"\n{scores[i]:.3g}" for i in order]
+    return image_grid(rows, path, title="where the highest-scoring images differ from their reconstructions", column_titles=names)
+
+
+def _short(name: str, most: int = 16) -> str:
+    return name if len(name) <= most else "…" + name[-(most - 1):]
 
 
 def write_scores(path: Path, result, data, model, contributions, top: int = 3) -> None:
