@@ -427,6 +427,8 @@ def test_a_tampered_run_file_is_one_clear_line(finished_run, tmp_path, capsys, n
     (lambda meta: meta["info"].update(epoch="x"), "epoch, since_best"),
     (lambda meta: meta["info"].update(records=5), "records"),
     (lambda meta: meta["info"].update(best="x"), "best must"),
+    (lambda meta: meta["info"].update(best=float("nan")), "best must"),
+    (lambda meta: meta["info"].update(epoch=10**12), "is beyond any run's"),
 ])
 def test_a_tampered_resume_state_is_one_clear_line(finished_run, tmp_path, capsys, change, message):
     import shutil
