@@ -78,6 +78,7 @@ def _faults(**env: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(allocator.glibc_version() is None, reason="the allocator setting is glibc's; this C library is not glibc")
 def test_tuned_allocator_stops_the_page_fault_storm():
     """Training re-maps its large buffers every step unless the allocator keeps them: count the minor faults."""

@@ -35,6 +35,7 @@ def test_tensorboard_holds_every_metrics_column_per_epoch_and_the_picture(tmp_pa
     assert events.Tags()["images"] == ["reconstructions"]
 
 
+@pytest.mark.slow  # MLflow's store takes seconds to set up
 def test_mlflow_run_holds_params_metrics_and_the_run_folder_and_a_resume_continues_it(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
