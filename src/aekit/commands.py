@@ -33,7 +33,6 @@ from .training.trainer import ensure_new_run
 from .cli import RESUME_MAY_CHANGE, _train_defaults, build_parser, record_command, removed_unless_started
 
 
-
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -45,10 +44,10 @@ def _progress(args: argparse.Namespace) -> bool | str:
 def _free_run_dir(model: str, dataset: str) -> Path:
     """A new folder ``runs/MODEL-DATA[-K]``, made here: two commands started at once never get the same one."""
     stem = Path("runs") / f"{model}-{Path(dataset).stem.replace(':', '-')}"[:200]
-    stem.parent.mkdir(exist_ok=True)
     path, n = stem, 1
     while True:
         try:
+            stem.parent.mkdir(exist_ok=True)
             path.mkdir()
             return path
         except FileExistsError:
