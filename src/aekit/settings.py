@@ -72,7 +72,7 @@ class TrainerSettings:
     patience: int | None = setting(None, "early stopping: stop after this many epochs without a better validation loss (default: never)", type=int, check=optional(whole(1)))
     restore_best: bool = setting(True, "end with the weights of the best epoch, not the last", cli=False)
     pretrain_epochs: int = setting(5, "greedy layer-wise pretraining epochs per stage, for models built from stages (stacked)", check=whole(0))
-    prior_epochs: int = setting(3, "after training, epochs that fit a VQ-VAE's autoregressive prior on the training set's final codes", check=whole(0))
+    prior_epochs: int = setting(10, "after training, epochs that fit a VQ-VAE's autoregressive prior on the training set's final codes (a cosine schedule from twice the batch-scaled learning rate)", check=whole(0))
     binarize: bool = setting(False, "dynamic binarisation: draw binary data ~ Bernoulli(x) afresh for every batch")
     kl_warmup: int = setting(0, "KL warm-up: a VAE's beta rises linearly from 0 to its value over this many epochs (Bowman et al. 2016)", check=whole(0))
     max_grad_norm: float | None = setting(None, "clip the gradients' total norm to this value before each step (default: no clipping)", type=float, check=optional(number(0, low_open=True)))

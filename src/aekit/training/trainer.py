@@ -450,9 +450,12 @@ class Trainer(TrainerSettings):
         """Fit the model's prior on the training samples' codes, as they are after training (a VQ-VAE's): the
         codes the decoder will be given. The run's best weights then hold it."""
         # A transformer over short code sequences uses the CPU better in larger batches (an epoch in half the
-        # time at 256 than at 128); the learning rate grows with the batch (the linear scaling rule).
+        # time at 256 than at 128); the learning rate grows with the batch (the linear scaling rule), starts twice
+        # that and decays on a cosine. On MNIST's 4x4 maps (3 epochs of the VQ-VAE): 3 epochs at the scaled rate gave
+        # samples at Frechet distance 22.4 (nll 95.2 nats a map), 6 cosine epochs from twice the rate 16.0 (88.5),
+        # 12 constant epochs 14.8 (85.9); the decoder's own reconstructions 7.2, a VAE's samples 18-20.
         batch_size = max(self.batch_size, PRIOR_BATCH)
-        stage = self.stage(self.prior_epochs, batch_size=batch_size, lr=self.lr * batch_size / self.batch_size)
+        stage = self.stage(self.prior_epochs, batch_size=batch_size, lr=2 * self.lr * batch_size / self.batch_size, schedule="cosine")
         if self.progress:
             print(f"aekit: fitting the prior over the code maps of {len(x_train)} training samples for {self.prior_epochs} epochs", file=sys.stderr)
         stage.fit(model.prior, model.code_indices(x_train).float())
