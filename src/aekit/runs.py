@@ -13,7 +13,7 @@ from typing import Any
 
 from .checkpoint import atomic_write, read_json
 from .data import Dataset, Scaling, load_dataset
-from .data.files import table_columns
+from .data.files import _is_number as parses_as_number, table_columns
 from .data.stream import StreamedDataset, open_stream
 from .errors import CheckpointError, DataError
 from .runfiles import CALIBRATION, CONFIG, DATA, RESULTS
@@ -195,17 +195,9 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet would ru
 def spreadsheet_safe(value: Any) -> Any:
     """A text cell that a spreadsheet would read as a formula, prefixed with ``'`` so it stays text; numbers such as
     ``-5`` and other cells as they are."""
-    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS) or _is_number(value):
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS) or parses_as_number(value):
         return value
     return "'" + value
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def write_csv(path: Path, table) -> None:
