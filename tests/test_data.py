@@ -128,8 +128,9 @@ def test_csv_with_header_labels_and_bad_cells(tmp_path):
     data = aekit.load_dataset(path, split="all", scaling=None)
     np.testing.assert_array_equal(data.x.numpy(), [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]])
     assert data.y.tolist() == [0, 1, 0, 1, 0] and data.classes == ["cat", "dog"]
-    with pytest.raises(DataError, match="column 'label': 'cat' is not a number"):
-        aekit.load_dataset(path, label_column=0)  # then 'label' is a feature column
+    as_feature = aekit.load_dataset(path, split="all", scaling=None, label_column=0)  # then 'label' is a category column
+    assert as_feature.categories == {"label": ["cat", "dog"]} and as_feature.columns == ["b", "label=cat", "label=dog"]
+    assert as_feature.x[:, 1:].tolist() == [[1, 0], [0, 1], [1, 0], [0, 1], [1, 0]]
     path.write_text("a,b,c\n1,2,0\n3,4,1\n")
     by_index = aekit.load_dataset(path, split="all", scaling=None, label_column=0)
     assert by_index.y.tolist() == [1, 3] and by_index.x.tolist() == [[2, 0], [4, 1]]

@@ -83,14 +83,6 @@ def test_every_csv_aekit_writes_is_spreadsheet_safe(tmp_path):
     write_csv(os.devnull, pd.DataFrame({"a": [1]}))  # the user's way to discard it: nothing written, no error
 
 
-def test_estimator_names_a_text_column(tmp_path):
-    from aekit.sklearn import AutoencoderOutlierDetector
-
-    frame = table(tmp_path / "t.csv").drop(columns="id")
-    with pytest.raises(DataError, match=r"\['site'\] hold text"):
-        AutoencoderOutlierDetector().fit(frame)
-
-
 def grey_and_colour_folders(tmp_path) -> None:
     rng = np.random.default_rng(0)
     for folder in ("grey/a", "grey/b", "colour/a"):

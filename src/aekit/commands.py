@@ -89,8 +89,11 @@ def _tabular_setup(args: argparse.Namespace, data: Dataset, options: dict[str, A
     else:
         options["input_scaling"] = None  # the data is min-max scaled instead
         fitted = Scaling.fit(data.x.numpy())
-        data = Dataset(torch.from_numpy(fitted.apply(data.x.numpy())), data.y, data.name, data.split, fitted, data.classes, data.ids, data.columns)
+        data = dataclasses.replace(data, x=torch.from_numpy(fitted.apply(data.x.numpy())), scaling=fitted)
         scaling = fitted.to_json()
+    if data.categories:
+        said = ", ".join(f"{column} ({len(values)} values)" for column, values in data.categories.items())
+        chosen.append(f"category columns: {said}, one indicator per value; an unseen value scores as unusual")
     chosen += fill_tabular(cls, data.shape[0], options)  # sized from the data, not the image defaults
     return name, data, scaling, chosen
 
@@ -251,6 +254,7 @@ def _train(args: argparse.Namespace, run: Path | None) -> None:
         "image_size": args.image_size,
         "text_column": args.text_column,
         "columns": getattr(data, "columns", None),
+        "categories": getattr(data, "categories", None),
         "scaling": scaling if tabular else (data.scaling.to_json() if getattr(data, "scaling", None) else None),
         "stream": args.stream,
         "rows": plan.to_json() if plan else None,

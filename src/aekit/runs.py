@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import sys
@@ -13,10 +12,11 @@ from typing import Any
 
 from .checkpoint import atomic_write, read_json
 from .data import Dataset, Scaling, load_dataset
+from .data.categories import check_categories
 from .data.files import _is_number as parses_as_number, table_columns
 from .data.stream import StreamedDataset, open_stream
 from .errors import CheckpointError, DataError
-from .runfiles import CALIBRATION, CONFIG, DATA, RESULTS
+from .runfiles import CONFIG, DATA, RESULTS
 from .validation import finite_number
 
 
@@ -54,6 +54,11 @@ def _spec_problem(spec: Any) -> str | None:
     mark = spec.get("fingerprint")
     if mark is not None and not (isinstance(mark, dict) and isinstance(mark.get("bytes"), int) and isinstance(mark.get("sha256"), str)):
         return "fingerprint must hold bytes and sha256"
+    if spec.get("categories") is not None:
+        try:
+            check_categories(spec["categories"])
+        except DataError as exc:
+            return str(exc).rstrip(".")
     scaling = spec.get("scaling")
     if scaling not in (None, IN_MODEL) and not (
         isinstance(scaling, dict) and all(isinstance(scaling.get(k), list) and all(finite_number(v) for v in scaling[k]) for k in ("low", "high"))
@@ -111,6 +116,7 @@ def run_data(
         image_size=spec.get("image_size"),
         text_column=spec.get("text_column") if table else None, vocabulary=vocabulary, bag_length=bag_length,
         channels=shape[0] if shape is not None and len(shape) == 3 and shape[0] in (1, 3) else None,  # images: the model's channels
+        categories=(spec.get("categories") or {}) if table else None,  # a table's text columns encoded as in training
     )
     check_columns(spec.get("columns"), data.columns, name)
     return data

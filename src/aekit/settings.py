@@ -32,6 +32,15 @@ def check_seed(seed: object) -> int:
     return seed
 
 
+def check_threads(threads: object) -> int | str:
+    """``"auto"`` or a positive number of threads (a numeric string, as the command line gives it, becomes the number)."""
+    if isinstance(threads, str) and threads.strip().isdigit():
+        threads = int(threads)
+    if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be 'auto' or a positive number of CPU threads, got {threads!r}.")
+    return threads
+
+
 def device_check(name: str, value: Any) -> None:
     """A device: a name such as "cpu" or "cuda:0", or a ``torch.device`` (torch imported only to check one)."""
     if not isinstance(value, str):
@@ -80,6 +89,7 @@ class TrainerSettings:
     on_nonfinite: str = setting("stop", "a NaN/inf loss: stop with a clear error, or skip the batch and halve the learning rate", choices=("stop", "skip"))
     device: str = setting("auto", "auto, cpu, cuda or cuda:N", check=device_check)
     precision: str = setting("fp32", "fp32, or mixed precision: bf16 (CPU or GPU), fp16 (GPU, with loss scaling)", choices=PRECISION_NAMES)
+    threads: int | str = setting("auto", "CPU threads: auto (one for a small network, whose steps gain nothing from more and stall when another process takes a core; every core for a large one), or a number", type=str, check=lambda name, value: check_threads(value))
     compile: bool = setting(False, "train through torch.compile(model): slower start, faster steps")
     seed: int = setting(0, "seeds shuffling, the validation split, the weights and any noise a model draws", check=lambda name, value: check_seed(value))
     progress: bool | str = setting(True, "True: a progress bar on a terminal, one line per epoch otherwise; 'lines': always lines; False: silent", cli=False, check=one_of((True, False, "lines")))

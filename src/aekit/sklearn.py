@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from scipy import sparse
 
 from .apps.common import batched
+from .data.categories import check_categories, encode_columns
 from .data.text import as_bags, bag_length
 from .apps.detect import SCORE_BATCH, anomaly_scores, check_rate, conformal_pvalues, conformal_threshold, feature_contributions
 from .checkpoint import atomic_write, load, read_json, save
@@ -35,17 +36,25 @@ ESTIMATOR = "estimator.json"
 
 
 
-def check_numeric_columns(X: Any) -> None:
-    """A DataFrame with text columns is refused naming them (instead of a bare "could not convert string to float")."""
-    dtypes = getattr(X, "dtypes", None)
-    if dtypes is None or not hasattr(dtypes, "items"):
-        return
-    text = [str(name) for name, dtype in dtypes.items() if getattr(dtype, "kind", "f") not in "biuf"]
-    if text:
-        raise DataError(
-            f"column(s) {text} hold text, not numbers; drop them (X.drop(columns={text})) or encode them as numbers "
-            "(e.g. pandas.get_dummies) before fitting."
-        )
+def encode_categories(X: Any, categories: dict[str, list[str]] | None) -> tuple[Any, dict[str, list[str]] | None]:
+    """A DataFrame's category columns as indicator columns named ``column=value`` (:mod:`aekit.data.categories`):
+    ``(frame of numbers, categories)``. ``categories``: the fitted ones, or None to learn them (columns whose
+    cells are mostly words). Anything but a DataFrame passes through (no categories)."""
+    if not hasattr(X, "columns") or not hasattr(X, "dtypes"):
+        return X, categories
+    import pandas as pd
+
+    columns = [str(c) for c in X.columns]
+    missing = [c for c in categories or {} if c not in columns]
+    if missing:
+        raise DataError(f"X has no column {missing[0]!r}, a category column when the estimator was fitted; pass the columns it was fitted on.")
+    frame = X.set_axis(columns, axis=1)
+    x, names, found = encode_columns(
+        columns, lambda c: frame[c].to_numpy() if frame[c].dtype.kind in "biuf" else frame[c].tolist(), categories,
+        lambda r, c: f"row {r}, column {c!r}",
+    )
+    return pd.DataFrame(x, columns=names, index=X.index), found if categories is None else categories
+
 
 class _AutoencoderEstimator(BaseEstimator):
     """What the transformer and the outlier detector share: the parameters, fitting, saving."""
@@ -87,7 +96,7 @@ class _AutoencoderEstimator(BaseEstimator):
     # -- fitting -------------------------------------------------------------------------------
 
     def _fit(self, X: Any) -> np.ndarray:
-        check_numeric_columns(X)
+        X, self.categories_ = encode_categories(X, None)
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=True, ensure_min_samples=1)
         rng = check_random_state(self.random_state)
         sizes = {"code_size": self.code_size, "hidden": tuple(self.hidden)}
@@ -137,7 +146,7 @@ class _AutoencoderEstimator(BaseEstimator):
     def _check(self, X: Any) -> torch.Tensor:
         check_is_fitted(self, "model_")
         documents = getattr(self, "bag_length_", None) is not None
-        check_numeric_columns(X)
+        X, _ = encode_categories(X, getattr(self, "categories_", None) or {})
         X = validate_data(self, X, accept_sparse="csr" if documents else False, dtype=[np.float64, np.float32], reset=False)
         if documents:
             return self._bags(sparse.csr_matrix(X))
@@ -161,6 +170,8 @@ class _AutoencoderEstimator(BaseEstimator):
         fitted = {"n_features_in_": self.n_features_in_, "history_": self.history_.records, **self._fitted_state()}
         if hasattr(self, "feature_names_in_"):
             fitted["feature_names_in_"] = [str(n) for n in self.feature_names_in_]
+        if getattr(self, "categories_", None):
+            fitted["categories_"] = self.categories_
         state = {"class": type(self).__name__, "params": self.get_params(), "fitted": fitted}
         atomic_write(path / ESTIMATOR, json.dumps(state, indent=2))
         return path
@@ -185,6 +196,7 @@ class _AutoencoderEstimator(BaseEstimator):
                 if not (isinstance(fitted["feature_names_in_"], list) and all(isinstance(n, str) for n in fitted["feature_names_in_"])):
                     raise ValueError("feature_names_in_ must be a list of names")
                 estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+            estimator.categories_ = check_categories(fitted["categories_"], "categories_") if "categories_" in fitted else None
             estimator._restore_fitted_state(fitted)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # ConfigError is a ValueError too
             raise CheckpointError(f"{path / ESTIMATOR} is not what aekit wrote ({type(exc).__name__}: {str(exc)[:100]}); save the estimator again.") from None
@@ -347,7 +359,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
             raise ConfigError(f"calibration_fraction must be in [0, 0.5], got {self.calibration_fraction!r}.")
         if sparse.issparse(X):
             raise ConfigError("AutoencoderOutlierDetector reads dense rows; for documents, train a document model (aekit train on the text, or AutoencoderTransformer on the sparse matrix) and score with aekit detect.")
-        check_numeric_columns(X)
+        X, self.categories_ = encode_categories(X, None)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=True, ensure_min_samples=2)
         rng = check_random_state(self.random_state)
         n, d = X.shape

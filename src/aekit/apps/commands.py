@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import atomic_write, load, read_json
+from ..data.categories import by_column
 from ..data.text import decode
 from ..errors import CheckpointError, ConfigError, DataError
 from ..plotting import image_grid
@@ -166,7 +167,7 @@ def write_scores(path: Path, result, data, model, contributions, top: int = 3) -
     names = data.columns or [str(j) for j in range(model.n_features)]
     table["top_features"] = ""
     if len(flagged) and len(model.input_shape) == 1:
-        shares = contributions(model, data.x[torch.from_numpy(flagged)])
+        names, shares = by_column(contributions(model, data.x[torch.from_numpy(flagged)]), names, data.categories)  # a category's indicators: its column
         for row, share in zip(flagged, shares):
             best = np.argsort(share)[::-1][:top]
             table.loc[row, "top_features"] = json.dumps([[names[j], round(float(share[j]), 4)] for j in best])

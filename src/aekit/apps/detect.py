@@ -12,6 +12,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from torch import Tensor, nn
 
 from ..errors import ConfigError, DataError
+from ..training.threads import threads_for_model
 from .common import BATCH, batched, device_of
 
 
@@ -52,7 +53,8 @@ def anomaly_scores(model: nn.Module, x: Any, seed: int = 0) -> np.ndarray:
         # A sampled score (a VAE's) keeps unpadded batches: padding would move every row's noise, and with it
         # the scores of runs saved by earlier versions.
         padded = not getattr(model, "sampled_score", False)
-        return batched(lambda b: model.anomaly_score(b.to(device)).cpu(), rows, SCORE_BATCH if padded else BATCH, padded=padded).double().numpy()
+        with threads_for_model(model, SCORE_BATCH, device):
+            return batched(lambda b: model.anomaly_score(b.to(device)).cpu(), rows, SCORE_BATCH if padded else BATCH, padded=padded).double().numpy()
 
 
 def feature_contributions(model: nn.Module, x: Any) -> np.ndarray:

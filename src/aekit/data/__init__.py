@@ -56,6 +56,7 @@ def load_dataset(
     vocabulary: list[str] | None = None,
     bag_length: int | None = None,
     channels: int | None = None,
+    categories: dict[str, list[str]] | None = None,
 ) -> Dataset:
     """Load a data set by name or path.
 
@@ -97,6 +98,10 @@ def load_dataset(
     channels : {1, 3}, optional
         Read an image folder's images grey (1) or RGB (3), converting those that are not (a trained model's
         ``input_shape[0]``); by default grey when every image is grey, else RGB.
+    categories : dict of str to list of str, optional
+        A table's category columns and their values (a trained run's ``Dataset.categories``): encode these
+        columns against these values. By default, columns whose cells are mostly words are category columns,
+        their values learnt from the rows read (:mod:`aekit.data.categories`).
 
     Returns
     -------
@@ -118,7 +123,7 @@ def load_dataset(
         raise DataError(f"--id-column and --ignore-columns apply to CSV and parquet files; {name} is neither.")
     if text_column is not None and path.suffix.lower() not in (".csv", ".parquet"):
         raise DataError(f"--text-column names a column of a CSV or parquet file; {name} is neither.")
-    raw = _read(str(name), split, data_dir, label_column, download, id_column, ignore_columns, parse_image_size(image_size), text_column, channels)
+    raw = _read(str(name), split, data_dir, label_column, download, id_column, ignore_columns, parse_image_size(image_size), text_column, channels, categories)
     if isinstance(raw, Texts):  # counted after splitting: the vocabulary never sees the other split's documents
         raw = documents(select(raw, split), Vocabulary(list(vocabulary)) if vocabulary is not None else None, bag_length, str(name))
     return build(raw, str(name), split, scaling)
@@ -149,7 +154,7 @@ def read_idx_images(path: Path) -> RawData:
     return RawData(x, y, pixel_max=255.0 if x.dtype == np.uint8 else None)
 
 
-def _read(name: str, split: str, data_dir, label_column, download: bool, id_column=None, ignore_columns=None, image_size=None, text_column=None, channels=None) -> RawData | Texts:
+def _read(name: str, split: str, data_dir, label_column, download: bool, id_column=None, ignore_columns=None, image_size=None, text_column=None, channels=None, categories=None) -> RawData | Texts:
     roots = data_roots(data_dir)
     if name in NAMED:
         return NAMED[name](split, roots, download)
@@ -170,9 +175,9 @@ def _read(name: str, split: str, data_dir, label_column, download: bool, id_colu
         return read_idx_images(path)
     if path.is_file():
         if path.suffix.lower() == ".csv":
-            return read_csv(path, label_column, id_column, ignore_columns)
+            return read_csv(path, label_column, id_column, ignore_columns, categories)
         if path.suffix.lower() == ".parquet":
-            return read_parquet(path, label_column, id_column, ignore_columns)
+            return read_parquet(path, label_column, id_column, ignore_columns, categories)
         reader = _FILE_READERS.get(path.suffix.lower())
         if reader is None:
             raise DataError(f"cannot read {path}: use a .npy, .npz, .csv, .parquet or .mat file, a folder of images, or a folder or .tar.gz of text files.")

@@ -81,6 +81,9 @@ class Dataset:
         For documents: the words of the bags (:mod:`aekit.data.text`); ``x`` is then ``(n, 2, length)`` bags.
     texts : list of str or None
         For documents: their texts, in the order of the rows.
+    categories : dict of str to list of str, or None
+        A table's category columns and their values in training; ``columns`` names their indicators
+        ``column=value`` (:mod:`aekit.data.categories`).
     """
 
     x: Tensor
@@ -93,6 +96,7 @@ class Dataset:
     columns: list[str] | None = field(default=None, repr=False)
     vocabulary: list[str] | None = field(default=None, repr=False)
     texts: list[str] | None = field(default=None, repr=False)
+    categories: dict[str, list[str]] | None = field(default=None, repr=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -128,8 +132,10 @@ class RawData:
     presplit: bool = False
     #: Row ids (a CSV's id column), kept out of the features.
     ids: list[str] | None = None
-    #: Feature names (a CSV header), in the order of the features.
+    #: Feature names (a CSV header), in the order of the features; a category column's indicators are ``column=value``.
     columns: list[str] | None = None
+    #: A table's category columns and the values each had in training (:mod:`aekit.data.categories`).
+    categories: dict[str, list[str]] | None = None
     #: Documents: the bags' words and the texts.
     vocabulary: list[str] | None = None
     texts: list[str] | None = None
@@ -171,7 +177,7 @@ def build(raw: RawData, name: str, split: str, scaling: Scaling | str | None) ->
     picked_rows = np.arange(len(x))[rows]
     ids = None if raw.ids is None else [raw.ids[i] for i in picked_rows]
     texts = None if raw.texts is None else [raw.texts[i] for i in picked_rows]
-    return Dataset(torch.from_numpy(np.ascontiguousarray(values)), labels, name, split, fitted, raw.classes, ids, raw.columns, raw.vocabulary, texts)
+    return Dataset(torch.from_numpy(np.ascontiguousarray(values)), labels, name, split, fitted, raw.classes, ids, raw.columns, raw.vocabulary, texts, raw.categories)
 
 
 def check_finite(x: np.ndarray | Tensor, name: str) -> None:

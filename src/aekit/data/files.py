@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import DataError
 from .dataset import MAX_EXPANSION, RawData
+from .categories import encode_columns
 from .matfile import read_mat_arrays
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -129,15 +130,19 @@ def _sniff_delimiter(path: Path) -> str:
         return ","
 
 
-def read_csv(path: Path, label_column: str | int | None = None, id_column: str | None = None, ignore_columns: list[str] | None = None) -> RawData:
-    """Numeric columns, an optional header row, an optional label column and an optional id column.
+def read_csv(
+    path: Path, label_column: str | int | None = None, id_column: str | None = None, ignore_columns: list[str] | None = None,
+    categories: dict[str, list[str]] | None = None,
+) -> RawData:
+    """Numeric and category columns, an optional header row, an optional label column and an optional id column.
 
     The delimiter (comma, semicolon, tab or pipe) is sniffed. The label column
     is ``label_column`` (a header name or a 0-based index) or, if that is
     None, the first header named one of :data:`LABEL_NAMES`. Labels may be
     numbers or names (names become ``classes``). The ``id_column``'s values
     are kept as strings in ``ids``, out of the features; ``ignore_columns``
-    are dropped.
+    are dropped. Columns of words are category columns (:mod:`.categories`):
+    learnt from these rows, or the trained ``categories``.
     """
     try:
         delimiter = _sniff_delimiter(path)
@@ -154,35 +159,24 @@ def read_csv(path: Path, label_column: str | int | None = None, id_column: str |
     _require_columns(path, columns, id_column, ignore_columns)
     named = {columns.index(name) for name in (id_column, *(ignore_columns or [])) if name is not None}
     id_index = columns.index(id_column) if id_column is not None else None
-
-    width = len(columns)
-    features = [i for i in range(width) if i != label_index and i not in named]
-    x = np.empty((len(body), len(features)), dtype=np.float64)
-    labels, ids = [], []
-    first_line = 2 if header else 1
-    for r, row in enumerate(body):
-        line = first_line + r
-        if len(row) != width:
-            raise DataError(f"{path}, line {line}: {len(row)} cells, but the file has {width} columns.")
-        for j, i in enumerate(features):
-            try:
-                x[r, j] = float(row[i])
-            except ValueError:
-                if not row[i].strip():
-                    raise DataError(f"{path}, line {line}, column {columns[i]!r} is empty; fill in or impute the value, or drop the row.") from None
-                raise DataError(
-                    f"{path}, line {line}, column {columns[i]!r}: {row[i]!r} is not a number; if the column holds "
-                    "names or ids, pass --id-column / --ignore-columns (id_column= / ignore_columns=), or fix the cell."
-                ) from None
-        if label_index is not None:
-            labels.append(row[label_index].strip())
-        if id_index is not None:
-            ids.append(row[id_index].strip())
     if not len(body):
         raise DataError(f"{path} has a header but no data rows.")
-    _check_float32(x, lambda r, c: f"{path}, line {first_line + r}, column {columns[features[c]]!r}")
+    width = len(columns)
+    first_line = 2 if header else 1
+    for r, row in enumerate(body):
+        if len(row) != width:
+            raise DataError(f"{path}, line {first_line + r}: {len(row)} cells, but the file has {width} columns.")
+    features = [i for i in range(width) if i != label_index and i not in named]
+    position = {columns[i]: i for i in features}
+    x, names, found = encode_columns(
+        [columns[i] for i in features], lambda column: [row[position[column]] for row in body], categories,
+        lambda r, column: f"{path}, line {first_line + r}, column {column!r}",
+    )
+    _check_float32(x, lambda r, c: f"{path}, line {first_line + r}, column {names[c]!r}")
+    labels = [row[label_index].strip() for row in body] if label_index is not None else []
     y, classes = _encode_labels(labels) if label_index is not None else (None, None)
-    return RawData(x, y, classes=classes, ids=ids if id_index is not None else None, columns=[columns[i] for i in features] if header else None)
+    ids = [row[id_index].strip() for row in body] if id_index is not None else None
+    return RawData(x, y, classes=classes, ids=ids, columns=names if header else None, categories=found or None)
 
 
 def table_columns(path: Path) -> list[str]:
@@ -238,8 +232,12 @@ def parquet_frame(path: Path):
         raise DataError(f"{path} is not a readable parquet file ({type(exc).__name__}: {str(exc)[:120]}).") from None
 
 
-def read_parquet(path: Path, label_column: str | None = None, id_column: str | None = None, ignore_columns: list[str] | None = None) -> RawData:
-    """A parquet table (through pandas and pyarrow): numeric feature columns, optional label, id and ignored columns."""
+def read_parquet(
+    path: Path, label_column: str | None = None, id_column: str | None = None, ignore_columns: list[str] | None = None,
+    categories: dict[str, list[str]] | None = None,
+) -> RawData:
+    """A parquet table (through pandas and pyarrow): numeric and category feature columns (as :func:`read_csv`),
+    optional label, id and ignored columns."""
     frame = parquet_frame(path)
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
@@ -247,18 +245,18 @@ def read_parquet(path: Path, label_column: str | None = None, id_column: str | N
     _require_columns(path, columns, id_column, ignore_columns, label_column)
     skip = {label, id_column, *(ignore_columns or [])}
     features = [c for c in columns if c not in skip]
-    text = [c for c in features if frame[c].dtype.kind not in "biuf"]
-    if text:
-        raise DataError(f"{path}: column(s) {text} are not numeric; pass --id-column / --ignore-columns (id_column= / ignore_columns=) for them.")
-    x = frame[features].to_numpy(dtype=np.float64)
+    x, names, found = encode_columns(
+        features, lambda c: frame[c].to_numpy(dtype=np.float64) if frame[c].dtype.kind in "biuf" else frame[c].tolist(), categories,
+        lambda r, c: f"{path}, row {r}, column {c!r}",
+    )
     missing = np.argwhere(np.isnan(x))
     if len(missing):
         row, col = missing[0]
-        raise DataError(f"{path}, row {row}, column {features[col]!r} is empty; fill in or impute the value, or drop the row.")
-    _check_float32(x, lambda r, c: f"{path}, row {r}, column {features[c]!r}")
+        raise DataError(f"{path}, row {row}, column {names[col]!r} is empty; fill in or impute the value, or drop the row.")
+    _check_float32(x, lambda r, c: f"{path}, row {r}, column {names[c]!r}")
     y, classes = _encode_labels([str(v) for v in frame[label]]) if label is not None else (None, None)
     ids = [str(v) for v in frame[id_column]] if id_column is not None else None
-    return RawData(x, y, classes=classes, ids=ids, columns=features)
+    return RawData(x, y, classes=classes, ids=ids, columns=names, categories=found or None)
 
 
 def _label_index(columns: list[str], label_column: str | int | None, has_header: bool, path: Path) -> int | None:

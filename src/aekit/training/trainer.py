@@ -31,12 +31,13 @@ from ..data import Dataset, check_finite
 from ..data.stream import StreamedDataset
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError, suggest
 from . import allocator
-from ..settings import TrainerSettings, check_seed  # noqa: F401 (check_seed: used by callers of this module)
+from ..settings import TrainerSettings, check_seed, check_threads  # noqa: F401 (check_seed: used by callers of this module)
 from .callbacks import ActiveUnits, Callback, KLWarmup, LearningRateSchedule, Loop, WeightAverage
 from .distributed import Workers, local_device, rank_and_world, workers
 from .history import History
 from .samples import InMemory, OnDisk
 from .state import load_state, save_state
+from .threads import cpu_threads, threads_for_model
 from .tracking import trackers
 
 # Adam's fused kernel updates every parameter in one pass: on this project's CPU it takes 0.5 ms
@@ -233,10 +234,18 @@ class Trainer(TrainerSettings):
         strangers = [type(c).__name__ for c in callbacks if not isinstance(c, Callback)] if isinstance(callbacks, (list, tuple)) else [type(callbacks).__name__]
         if strangers:
             raise ConfigError(f"callbacks must be a list of aekit.Callback objects (subclass it and override its events); got {', '.join(strangers)}.")
-        if out is None or rank_and_world()[0] != 0:
-            return self._fit(model, data, val_data, out, resume, list(callbacks))
-        with lock_run(Path(out)):
-            return self._fit(model, data, val_data, out, resume, list(callbacks))
+        with self._threads(model):
+            if out is None or rank_and_world()[0] != 0:
+                return self._fit(model, data, val_data, out, resume, list(callbacks))
+            with lock_run(Path(out)):
+                return self._fit(model, data, val_data, out, resume, list(callbacks))
+
+    def _threads(self, model: nn.Module) -> contextlib.AbstractContextManager:
+        """The CPU threads training runs on: ``threads``, or for "auto" as many as one step's work gains from."""
+        threads = check_threads(self.threads)
+        if threads != "auto":
+            return cpu_threads(threads)
+        return threads_for_model(model, self.batch_size, resolve_device(self.device))
 
     def callbacks(self, model: nn.Module) -> list[Callback]:
         """The callbacks the settings ask for: KL warm-up, weight averaging, and active units where there is a posterior."""
@@ -476,7 +485,6 @@ class Trainer(TrainerSettings):
         perm = torch.randperm(len(data), generator=fit.shuffle)
         if isinstance(data, InMemory):
             perm = perm.to(device)
-        n_batches = math.ceil(len(data) / self.batch_size)
         mixed = PRECISIONS[self.precision] is not None
         sums: Tensor | float = 0.0  # the loss and each of its terms, times the samples they cover
         names: list[str] = []
@@ -595,7 +603,8 @@ def fit(model: nn.Module, data, *, val_data=None, out=None, resume: bool = False
         Any :class:`Trainer` setting (each field there has its default and help text): ``epochs``,
         ``batch_size``, ``lr``, ``weight_decay``, ``optimizer``, ``schedule``, ``val_fraction``,
         ``patience``, ``restore_best``, ``pretrain_epochs``, ``prior_epochs``, ``binarize``, ``kl_warmup``,
-        ``max_grad_norm``, ``ema``, ``on_nonfinite``, ``device``, ``precision``, ``compile``, ``seed``,
+        ``max_grad_norm``, ``ema``, ``on_nonfinite``, ``device``, ``precision``, ``threads`` (CPU threads: ``"auto"``
+        or a number), ``compile``, ``seed``,
         ``progress``, ``log_to`` (experiment tracking: ``"tensorboard"``, ``"mlflow"``), ``tune_allocator``.
 
     Returns

@@ -1,0 +1,70 @@
+"""CPU threads chosen for the work: one thread for small networks, the machine's cores for large ones.
+
+PyTorch runs each operation on all its threads (by default one per core) and
+waits at the end of each for the slowest. A small network's operations take
+microseconds, so the split gains nothing, and when another process holds a
+core the waiting thread is descheduled for a whole time slice (milliseconds)
+at every operation: measured on ADBench's tables with one core kept busy,
+training and scoring took 13x IsolationForest's time with two threads and
+far less with one (benchmarks/results/detection.md). Only an operation that
+takes longer than a time slice gains from more threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+#: Floating-point operations of one forward pass of a batch below which one thread is used (about 10 ms of one core).
+SMALL_WORK = 100_000_000
+
+
+def row_flops(model: nn.Module) -> int | None:
+    """Floating-point operations of one forward pass of one row through a model of rows (input shape ``(d,)``): each
+    weight is one multiply-add, as in fully connected layers; None for a model of images or documents, whose
+    convolutions and lookups reuse their weights (their work is not counted here: they keep every thread)."""
+    shape = getattr(model, "input_shape", None)
+    if shape is None or len(shape) != 1:
+        return None
+    return 2 * sum(p.numel() for p in model.parameters())
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_for(flops: int, most: int | None = None) -> int:
+    """The threads for operations of ``flops`` in all: 1 below :data:`SMALL_WORK`, else every core (at most ``most``,
+    by default the threads PyTorch is set to use)."""
+    most = torch.get_num_threads() if most is None else most
+    return 1 if flops < SMALL_WORK else max(1, min(most, cores()))
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int) -> Iterator[None]:
+    """Run the block with PyTorch on ``threads`` threads, then restore the caller's count."""
+    before = torch.get_num_threads()
+    if threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def threads_for_model(model: nn.Module, batch_size: int, device: torch.device) -> contextlib.AbstractContextManager:
+    """:func:`cpu_threads` for the forward passes of a model of rows on batches of ``batch_size`` rows, on the CPU;
+    nothing (PyTorch's threads as they are) on another device or for images and documents (:func:`row_flops`)."""
+    flops = row_flops(model)
+    if device.type != "cpu" or flops is None:
+        return contextlib.nullcontext()
+    return cpu_threads(threads_for(flops * batch_size))
