@@ -7,7 +7,12 @@ to its own subsample, makes reconstruction-based detection far less
 sensitive to the architecture and to outliers in the training data. Zong et
 al. (2018), *DAGMM*, score a sample by where its code falls as well as by its
 reconstruction error: an anomaly far along the data's main directions is
-reconstructed well but has an unusual code.
+reconstructed well but has an unusual code. Zimek et al. (2013),
+*Subsampling for efficient and effective unsupervised outlier detection
+ensembles*, show that the distance to the k-th nearest of a small random
+subsample of rows, averaged over subsamples, is a strong detector of its
+own: each member keeps its own rows and adds that distance, a view of the
+data that reconstruction and code density lack.
 """
 
 from __future__ import annotations
@@ -19,13 +24,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..registry import register_model
-from .base import AEOutput, Autoencoder, positive_int
+from .base import AEOutput, Autoencoder, check_range, positive_int
 from .layers import mlp
 
 MOMENTUM = 0.05  # of the running code and error statistics, as batch normalisation keeps its running moments
 JITTER = 1e-3  # added to the codes' covariance diagonal so that its inverse exists
+NEIGHBOURS = 5  # k of the distance to a member's k-th nearest training row
+NEIGHBOUR_WEIGHT = 8.0  # of that distance (over its mean) in the score; chosen on 23 ADBench sets (benchmarks/results/detection.md)
 
 
 class MemberLinear(nn.Module):
@@ -48,6 +55,14 @@ def member_subsamples(n: int, members: int, rows: int, generator: torch.Generato
     return torch.stack([torch.randperm(n, generator=generator)[:take] for _ in range(members)], dim=1)
 
 
+def kth_neighbour_distance(rows: Tensor, bank: Tensor, k: int) -> Tensor:
+    """Per member and row, the Euclidean distance to the ``k``-th nearest row of the member's ``bank``:
+    ``rows`` (members, batch, d), ``bank`` (members, r, d) -> (members, batch). Squared distances come from one
+    matrix product (``|a|^2 - 2 a.b + |b|^2``, clamped at 0), which ONNX can express."""
+    squared = rows.pow(2).sum(-1, keepdim=True) - 2 * rows @ bank.transpose(1, 2) + bank.pow(2).sum(-1).unsqueeze(1)
+    return squared.clamp_min(0).topk(min(k, bank.shape[1]), dim=-1, largest=False).values[..., -1].sqrt()
+
+
 def mahalanobis_sq(z: Tensor, mean: Tensor, precision: Tensor) -> Tensor:
     """``(z - mean)^T P (z - mean)`` per member and sample: ``z`` (members, batch, c), ``P`` (members, c, c)."""
     centred = z - mean.unsqueeze(1)
@@ -68,19 +83,39 @@ class AutoencoderEnsemble(Autoencoder):
     error, like batch normalisation's running moments; :meth:`anomaly_score`
     uses them (``1/M sum_m e_m / mean(e_m) + d_m^2 / code_size``, with ``d_m``
     the Mahalanobis distance of the code).
+
+    Each member also keeps up to ``bank_rows`` of its own training rows (scaled),
+    taken when training starts (:meth:`adapt`), and adds ``neighbour_weight``
+    times the distance of a row to the ``neighbours``-th nearest of them, over
+    that distance's mean among the kept rows themselves (about 1 for typical
+    rows). ``neighbours=0`` leaves it out; so does a checkpoint written before
+    it existed (its ``neighbour_scale`` is 0), whose scores stay what they were.
     """
 
     architectures = ("mlp",)
     architecture_note = "its members are fully connected networks computed side by side in batched matrix products."
 
-    def __init__(self, members: int = 8, **options: Any) -> None:
+    #: The kept rows and their distance scale came after the first ensembles: those checkpoints lack them.
+    optional_weights = ("bank", "neighbour_scale")  # "bank" covers bank_size
+
+    def __init__(self, members: int = 8, neighbours: int = NEIGHBOURS, neighbour_weight: float = NEIGHBOUR_WEIGHT, bank_rows: int = 256, **options: Any) -> None:
         super().__init__(**options)
         self.members = positive_int("members", members)
+        if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 0:
+            raise ConfigError(f"neighbours must be a whole number >= 0 (0: no neighbour term), got {neighbours!r}.")
+        self.neighbours = neighbours
+        self.neighbour_weight = check_range("neighbour_weight", neighbour_weight, 0.0)
+        self.bank_rows = positive_int("bank_rows", bank_rows)
         m, c = self.members, self.code_size
         self.register_buffer("code_mean", torch.zeros(m, c))
         self.register_buffer("code_cov", torch.eye(c).repeat(m, 1, 1))
         self.register_buffer("error_mean", torch.ones(m))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        # filled by adapt(): the kept rows (the first bank_size of bank_rows slots) and 1 / their mean distance;
+        # a scale of 0 (no neighbour term) until then
+        self.register_buffer("bank", torch.zeros(m, self.bank_rows, self.n_features))
+        self.register_buffer("bank_size", torch.zeros((), dtype=torch.long))
+        self.register_buffer("neighbour_scale", torch.zeros(m))
 
     def make_encoder(self) -> nn.Module:
         return self.member_mlp([self.n_features, *self.hidden, self.code_size])
@@ -100,7 +135,22 @@ class AutoencoderEnsemble(Autoencoder):
         return x if self.is_per_member(x) else super().as_batch(x)
 
     def adapt(self, x: Tensor) -> None:
+        """Learn the input scaling, then keep each member's first ``bank_rows`` training rows (scaled) and the mean
+        distance of each kept row to its ``neighbours``-th nearest other kept row."""
         super().adapt(x.reshape(-1, *self.input_shape) if self.is_per_member(x) else x)
+        if not self.neighbours:
+            return
+        with torch.no_grad():
+            bank = self.member_rows(x[: self.bank_rows].to(self.bank.device, self.bank.dtype))
+            self.bank.zero_()[:, : bank.shape[1]] = bank
+            self.bank_size.fill_(bank.shape[1])
+            # leave-one-out: each kept row is its own nearest (distance 0), so its k-th other row is the (k+1)-th
+            own = kth_neighbour_distance(bank, bank, self.neighbours + 1).mean(1) if bank.shape[1] > 1 else torch.zeros_like(self.neighbour_scale)
+            self.neighbour_scale.copy_(torch.where(own > 0, 1 / own.clamp_min(1e-12), torch.zeros_like(own)))
+
+    def kept_rows(self) -> Tensor:
+        """Each member's kept training rows (scaled): ``(members, bank_size, n_features)``."""
+        return self.bank[:, : max(1, int(self.bank_size))]
 
     def member_rows(self, x: Tensor) -> Tensor:
         """Scaled rows for every member, ``(members, batch, n_features)``."""
@@ -171,8 +221,9 @@ class AutoencoderEnsemble(Autoencoder):
         return torch.linalg.inv(self.code_cov + JITTER * eye)
 
     def anomaly_score(self, x: Tensor, precision: Tensor | None = None) -> Tensor:
-        """Per sample: the members' mean of reconstruction error over its running mean plus squared
-        Mahalanobis distance of the code over the code size (both about 1 for typical rows).
+        """Per sample: the members' mean of reconstruction error over its running mean, plus squared
+        Mahalanobis distance of the code over the code size, plus ``neighbour_weight`` times the distance to the
+        ``neighbours``-th nearest kept training row over its mean (each about 1 for typical rows).
 
         ``precision``: :meth:`code_precision`, when computed once for many calls (as the ONNX export does).
         """
@@ -180,4 +231,7 @@ class AutoencoderEnsemble(Autoencoder):
         errors = self.member_nll(logits, rows) / self.error_mean.unsqueeze(1)
         precision = self.code_precision() if precision is None else precision
         distances = mahalanobis_sq(codes, self.code_mean, precision) / self.code_size
-        return (errors + distances).mean(0)
+        score = errors + distances
+        if self.neighbours:  # a scale of 0 (a checkpoint from before the term) leaves it out
+            score = score + self.neighbour_weight * kth_neighbour_distance(rows, self.kept_rows(), self.neighbours) * self.neighbour_scale.unsqueeze(1)
+        return score.mean(0)
