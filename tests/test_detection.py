@@ -99,6 +99,18 @@ def test_member_subsamples_are_distinct_rows_per_member():
     assert member_subsamples(10, 2, 20, torch.Generator().manual_seed(0)).shape == (10, 2)
 
 
+def test_calibration_rows_are_held_out_unused_by_members_and_capped():
+    from aekit.defaults import RowPlan
+
+    calibration, training = RowPlan(0.2, members=4, member_rows=30).split(1000, seed=3)
+    trained = set(training.ravel().tolist())
+    assert not trained & set(calibration.tolist()) and len(calibration) == 1000 - len(trained)  # every row the members left
+    capped, same_training = RowPlan(0.2, members=4, member_rows=30, calibration_rows=150).split(1000, seed=3)
+    assert torch.equal(same_training, training) and capped.tolist() == calibration[:150].tolist()
+    plain, _ = RowPlan(0.3, calibration_rows=50).split(1000, seed=3)
+    assert len(plain) == 50
+
+
 def test_running_statistics_and_score_match_numpy():
     """After one training step the running statistics are that batch's; the score is the formula in the docstring."""
     model = aekit.get_model("ensemble", input_shape=(6,), code_size=3, hidden=(8,), members=2)

@@ -18,7 +18,7 @@ from .runfiles import CALIBRATION, COMMAND, CONFIG, DATA, RESUME, TRAINER, WEIGH
 from .checkpoint import atomic_write, build_from_config, load, lock_run, model_config, read_json
 from .data import Dataset, Scaling, default_split, load_dataset
 from .apps.documents import DocumentIndex, binary_codes, retrieval_precision
-from .defaults import BATCH_SIZE, DOCUMENT_BATCH, DOCUMENT_STEPS, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_documents, fill_images, fill_tabular, row_loss
+from .defaults import BATCH_SIZE, CALIBRATION_ROWS, DOCUMENT_BATCH, DOCUMENT_STEPS, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_documents, fill_images, fill_tabular, row_loss
 from .runs import IN_MODEL, data_path, read_spec, run_data, warn_duplicate_ids, write_csv
 from .errors import CheckpointError, ConfigError, DataError
 from .losses import squared_error
@@ -220,7 +220,7 @@ def _train(args: argparse.Namespace, run: Path | None) -> None:
     if isinstance(data, Dataset):
         fraction = args.calibration_fraction if args.calibration_fraction is not None else TABULAR_CALIBRATION if tabular else IMAGE_CALIBRATION
         check_range("--calibration-fraction", fraction, 0, 1, high_open=True)
-        plan = RowPlan(fraction, options.get("members", MEMBERS) if name == "ensemble" else None)
+        plan = RowPlan(fraction, options.get("members", MEMBERS) if name == "ensemble" else None, calibration_rows=CALIBRATION_ROWS)
     settings = trainer_settings(args)
     seed = settings.get("seed", Trainer.seed)
     calibration, rows = plan.split(len(data), seed) if plan else (np.empty(0, dtype=np.int64), None)

@@ -29,6 +29,8 @@ BATCH_SIZE = 64
 LR = 3e-3
 TABULAR_CALIBRATION = 0.2  # share of rows held out to calibrate thresholds, tabular data
 IMAGE_CALIBRATION = 0.05  # and image data (more rows, so a smaller share suffices)
+#: At most this many rows are scored to calibrate: p-values resolve 1 / 20,001, and half a million rows are not scored twice.
+CALIBRATION_ROWS = 20_000
 
 
 def tabular_sizes(n_features: int) -> dict[str, object]:
@@ -155,17 +157,21 @@ class RowPlan:
     calibration_fraction: float
     members: int | None = None
     member_rows: int = MEMBER_ROWS
+    #: At most this many calibration rows (None: every held-out row, as runs written before the cap).
+    calibration_rows: int | None = None
 
     def __post_init__(self) -> None:
         check_range("calibration_fraction", self.calibration_fraction, 0, 1, high_open=True)
-        if self.members is not None:
-            positive_int("members", self.members)
+        for name in ("members", "calibration_rows"):
+            if getattr(self, name) is not None:
+                positive_int(name, getattr(self, name))
         positive_int("member_rows", self.member_rows)
 
     def split(self, n: int, seed: int) -> tuple[np.ndarray, Tensor]:
         """``(calibration rows, training rows)`` of ``n`` rows; training rows are ``(rows, members)`` for the ensemble.
 
-        Rows that no member's subsample drew join the calibration rows: no member trained on them.
+        Rows that no member's subsample drew join the calibration rows: no member trained on them. Beyond
+        ``calibration_rows``, held-out rows are left unused.
         """
         import torch
 
@@ -175,10 +181,10 @@ class RowPlan:
         n_cal = min(int(round(self.calibration_fraction * n)), n - 1)
         train = order[n_cal:]
         if self.members is None:
-            return order[:n_cal], torch.from_numpy(train)
+            return order[:n_cal][: self.calibration_rows], torch.from_numpy(train)
         picks = member_subsamples(len(train), self.members, self.member_rows, torch.Generator().manual_seed(seed))
         unused = np.setdiff1d(np.arange(len(train)), picks.numpy().ravel()) if n_cal else np.empty(0, dtype=np.int64)
-        return np.concatenate([order[:n_cal], train[unused]]), torch.from_numpy(train)[picks]
+        return np.concatenate([order[:n_cal], train[unused]])[: self.calibration_rows], torch.from_numpy(train)[picks]
 
     def to_json(self) -> dict[str, object]:
-        return {"calibration_fraction": self.calibration_fraction, "members": self.members, "member_rows": self.member_rows}
+        return {"calibration_fraction": self.calibration_fraction, "members": self.members, "member_rows": self.member_rows, "calibration_rows": self.calibration_rows}

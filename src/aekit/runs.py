@@ -67,12 +67,12 @@ def _spec_problem(spec: Any) -> str | None:
         return "scaling must hold lists low and high of numbers"
     rows = spec.get("rows")
     if rows is not None:
-        if not isinstance(rows, dict) or set(rows) - {"calibration_fraction", "members", "member_rows"}:
-            return "rows must be an object of calibration_fraction, members and member_rows"
+        if not isinstance(rows, dict) or set(rows) - {"calibration_fraction", "members", "member_rows", "calibration_rows"}:
+            return "rows must be an object of calibration_fraction, members, member_rows and calibration_rows"
         fraction = rows.get("calibration_fraction")
         if not (finite_number(fraction) and 0 <= fraction < 1):
             return "rows.calibration_fraction must be a number in [0, 1)"
-        for key in ("members", "member_rows"):
+        for key in ("members", "member_rows", "calibration_rows"):
             if rows.get(key) is not None and not (isinstance(rows[key], int) and not isinstance(rows[key], bool) and rows[key] >= 1):
                 return f"rows.{key} must be a positive integer"
     return None

@@ -28,7 +28,7 @@ from .apps.detect import SCORE_BATCH, anomaly_scores, check_rate, conformal_pval
 from .checkpoint import atomic_write, load, read_json, save
 from .errors import CheckpointError, ConfigError, DataError
 from .validation import positive_int
-from .defaults import BATCH_SIZE, LR, MEMBER_ROWS, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, fill_tabular, row_loss
+from .defaults import BATCH_SIZE, CALIBRATION_ROWS, LR, MEMBER_ROWS, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, epochs_for, fill_tabular, row_loss
 from .registry import get_model, model_class
 from .training import History, Trainer
 
@@ -368,7 +368,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
             if min(int(round(self.calibration_fraction * n)), n - 1) < 1:
                 raise ConfigError(f"{n} rows leave none to calibrate the threshold; raise calibration_fraction or set contamination.")
         options = self._plan_options(d)
-        plan = RowPlan(self.calibration_fraction, options.get("members") if self.model == "ensemble" else None, self.max_rows)
+        plan = RowPlan(self.calibration_fraction, options.get("members") if self.model == "ensemble" else None, self.max_rows, CALIBRATION_ROWS)
         calibration, used = plan.split(n, int(rng.randint(np.iinfo(np.int32).max)))
         data = torch.from_numpy(np.asarray(X, dtype=np.float32))[used]
         epochs = epochs_for(self.steps, len(data), self.batch_size) if self.epochs == "auto" else self.epochs

@@ -6,8 +6,10 @@ microseconds, so the split gains nothing, and when another process holds a
 core the waiting thread is descheduled for a whole time slice (milliseconds)
 at every operation: measured on ADBench's tables with one core kept busy,
 training and scoring took 13x IsolationForest's time with two threads and
-far less with one (benchmarks/results/detection.md). Only an operation that
-takes longer than a time slice gains from more threads.
+far less with one (benchmarks/results/detection_adbench.md). Only an
+operation that takes longer than a time slice gains from more threads, and
+only on a core that no other process is using: large work takes the cores
+that are free when it starts (Linux's count of running threads).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -41,11 +44,25 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def others_running() -> int:
+    """Threads of other processes running or waiting for a core right now (Linux: ``/proc/loadavg``'s running count,
+    less this process's own running threads); 0 where it cannot be read."""
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        own = 0
+        for task in Path("/proc/self/task").iterdir():
+            stat = (task / "stat").read_text()
+            own += stat[stat.rindex(")") + 2] == "R"
+    except (OSError, ValueError, IndexError):
+        return 0
+    return max(0, running - max(own, 1))
+
+
 def threads_for(flops: int, most: int | None = None) -> int:
-    """The threads for operations of ``flops`` in all: 1 below :data:`SMALL_WORK`, else every core (at most ``most``,
-    by default the threads PyTorch is set to use)."""
+    """The threads for operations of ``flops`` in all: 1 below :data:`SMALL_WORK`, else the cores that no other
+    process is using now (at most ``most``, by default the threads PyTorch is set to use; at least 1)."""
     most = torch.get_num_threads() if most is None else most
-    return 1 if flops < SMALL_WORK else max(1, min(most, cores()))
+    return 1 if flops < SMALL_WORK else max(1, min(most, cores() - others_running()))
 
 
 @contextlib.contextmanager
