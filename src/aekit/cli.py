@@ -23,7 +23,7 @@ from typing import Any
 from . import __version__
 from ._lazy import later
 from .apps.cli import add_commands as add_app_commands
-from .defaults import BATCH_SIZE, LR
+from .defaults import BATCH_SIZE, LR, STEPS
 from .errors import AekitError, CheckpointError, ConfigError
 from .fileio import atomic_write, lock_run
 from .runfiles import COMMAND, CONFIG, DATA, LOCK, RESUME, TRAINER, WEIGHTS
@@ -61,7 +61,7 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 # What the CLI chooses itself from the data (rows for the default ensemble, small image sets), beside the Trainer's defaults.
-CLI_NOTES = {"epochs": "about 200 steps for the tabular ensemble", "batch_size": f"{BATCH_SIZE} for the tabular ensemble; fewer than 6,400 images get about 50 steps per epoch", "lr": f"{LR:g} for the tabular ensemble", "val_fraction": "0 for the tabular ensemble"}
+CLI_NOTES = {"epochs": f"about {STEPS} steps for the tabular ensemble", "batch_size": f"{BATCH_SIZE} for the tabular ensemble; fewer than 6,400 images get about 50 steps per epoch", "lr": f"{LR:g} for the tabular ensemble", "val_fraction": "0 for the tabular ensemble"}
 
 
 def add_trainer_flags(p: argparse.ArgumentParser) -> None:

@@ -58,9 +58,11 @@ def member_subsamples(n: int, members: int, rows: int, generator: torch.Generato
 def kth_neighbour_distance(rows: Tensor, bank: Tensor, k: int) -> Tensor:
     """Per member and row, the Euclidean distance to the ``k``-th nearest row of the member's ``bank``:
     ``rows`` (members, batch, d), ``bank`` (members, r, d) -> (members, batch). Squared distances come from one
-    matrix product (``|a|^2 - 2 a.b + |b|^2``, clamped at 0), which ONNX can express."""
-    squared = rows.pow(2).sum(-1, keepdim=True) - 2 * rows @ bank.transpose(1, 2) + bank.pow(2).sum(-1).unsqueeze(1)
-    return squared.clamp_min(0).topk(min(k, bank.shape[1]), dim=-1, largest=False).values[..., -1].sqrt()
+    matrix product (``|a|^2 - 2 a.b + |b|^2``), which ONNX can express; ``|a|^2`` is the same for every bank row,
+    so it is added (and the result clamped at 0 against rounding) after the k-th smallest is found."""
+    partial = torch.baddbmm(bank.pow(2).sum(-1).unsqueeze(1), rows, bank.transpose(1, 2), alpha=-2)
+    kth = partial.topk(min(k, bank.shape[1]), dim=-1, largest=False, sorted=False).values.amax(-1)
+    return (kth + rows.pow(2).sum(-1)).clamp_min(0).sqrt()
 
 
 def mahalanobis_sq(z: Tensor, mean: Tensor, precision: Tensor) -> Tensor:
@@ -147,6 +149,11 @@ class AutoencoderEnsemble(Autoencoder):
             # leave-one-out: each kept row is its own nearest (distance 0), so its k-th other row is the (k+1)-th
             own = kth_neighbour_distance(bank, bank, self.neighbours + 1).mean(1) if bank.shape[1] > 1 else torch.zeros_like(self.neighbour_scale)
             self.neighbour_scale.copy_(torch.where(own > 0, 1 / own.clamp_min(1e-12), torch.zeros_like(own)))
+
+    def extra_row_flops(self) -> int:
+        """The neighbour search's work per row beyond the layers' (for the choice of threads): a distance to every
+        kept row of every member, and the selection of the k-th (about as costly)."""
+        return 4 * self.members * int(self.bank_size) * self.n_features if self.neighbours else 0
 
     def kept_rows(self) -> Tensor:
         """Each member's kept training rows (scaled): ``(members, bank_size, n_features)``."""
