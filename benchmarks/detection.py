@@ -327,7 +327,7 @@ def main() -> None:
         "",
         f"The six ODDS sets in ../shared/data/odds; mean ± sd of ROC AUC over {seeds} seeds. aekit: "
         "`AutoencoderOutlierDetector(random_state=seed)`, its defaults for every set (an ensemble of 8 small autoencoders on "
-        "their own subsamples, standardised inputs, score = reconstruction error + code Mahalanobis distance). Baselines: "
+        "their own subsamples, standardised inputs, score = reconstruction error + code Mahalanobis distance + distance to the 16th nearest of each member's kept training rows). Baselines: "
         "PyOD with its defaults (`IForest` is scikit-learn's IsolationForest). Best per set in bold.",
         "",
         "## Unsupervised (fit on every row, score every row)",
