@@ -89,7 +89,7 @@ class TrainerSettings:
     on_nonfinite: str = setting("stop", "a NaN/inf loss: stop with a clear error, or skip the batch and halve the learning rate", choices=("stop", "skip"))
     device: str = setting("auto", "auto, cpu, cuda or cuda:N", check=device_check)
     precision: str = setting("fp32", "fp32, or mixed precision: bf16 (CPU or GPU), fp16 (GPU, with loss scaling)", choices=PRECISION_NAMES)
-    threads: int | str = setting("auto", "CPU threads: auto (one for a small network, whose steps gain nothing from more and stall when another process takes a core; every core for a large one), or a number", type=str, check=lambda name, value: check_threads(value))
+    threads: int | str = setting("auto", "CPU threads: auto (one for a tiny network, whose steps gain nothing from more; otherwise the cores no other process is running on, as threads stall when another process takes a core), or a number", type=str, check=lambda name, value: check_threads(value))
     compile: bool = setting(False, "train through torch.compile(model): slower start, faster steps")
     seed: int = setting(0, "seeds shuffling, the validation split, the weights and any noise a model draws", check=lambda name, value: check_seed(value))
     progress: bool | str = setting(True, "True: a progress bar on a terminal, one line per epoch otherwise; 'lines': always lines; False: silent", cli=False, check=one_of((True, False, "lines")))
