@@ -32,7 +32,7 @@ from .layers import mlp
 MOMENTUM = 0.05  # of the running code and error statistics, as batch normalisation keeps its running moments
 JITTER = 1e-3  # added to the codes' covariance diagonal so that its inverse exists
 NEIGHBOURS = 16  # k of the distance to a member's k-th nearest training row: above the rows a tight cluster of outliers puts among 256 (k = 5: a musk-like cluster of 3% scored 0.08)
-NEIGHBOUR_WEIGHT = 16.0  # of that distance (over its mean) in the score; chosen on 23 ADBench sets (benchmarks/results/detection.md)
+NEIGHBOUR_WEIGHT = 16.0  # of that distance (over its mean) in the score; chosen on 23 ADBench sets (benchmarks/results/detection_adbench.md)
 
 
 class MemberLinear(nn.Module):
