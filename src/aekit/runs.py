@@ -12,8 +12,8 @@ from typing import Any
 
 from .checkpoint import atomic_write, read_json
 from .data import Dataset, Scaling, load_dataset
-from .data.categories import check_categories
-from .data.files import _is_number as parses_as_number, table_columns
+from .data.categories import check_categories, parses_as_number
+from .data.files import table_columns
 from .data.stream import StreamedDataset, open_stream
 from .errors import CheckpointError, DataError
 from .runfiles import CONFIG, DATA, RESULTS

@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from scipy import sparse
 
 from .apps.common import batched
-from .data.categories import check_categories, encode_columns
+from .data.categories import check_categories, encode_frame
 from .data.text import as_bags, bag_length
 from .apps.detect import SCORE_BATCH, anomaly_scores, check_rate, conformal_pvalues, conformal_threshold, feature_contributions
 from .checkpoint import atomic_write, load, read_json, save
@@ -48,11 +48,7 @@ def encode_categories(X: Any, categories: dict[str, list[str]] | None) -> tuple[
     missing = [c for c in categories or {} if c not in columns]
     if missing:
         raise DataError(f"X has no column {missing[0]!r}, a category column when the estimator was fitted; pass the columns it was fitted on.")
-    frame = X.set_axis(columns, axis=1)
-    x, names, found = encode_columns(
-        columns, lambda c: frame[c].to_numpy() if frame[c].dtype.kind in "biuf" else frame[c].tolist(), categories,
-        lambda r, c: f"row {r}, column {c!r}",
-    )
+    x, names, found = encode_frame(X.set_axis(columns, axis=1), categories, lambda r, c: f"row {r}, column {c!r}")
     return pd.DataFrame(x, columns=names, index=X.index), found if categories is None else categories
 
 

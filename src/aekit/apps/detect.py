@@ -53,8 +53,9 @@ def anomaly_scores(model: nn.Module, x: Any, seed: int = 0) -> np.ndarray:
         # A sampled score (a VAE's) keeps unpadded batches: padding would move every row's noise, and with it
         # the scores of runs saved by earlier versions.
         padded = not getattr(model, "sampled_score", False)
-        with threads_for_model(model, SCORE_BATCH, device):
-            return batched(lambda b: model.anomaly_score(b.to(device)).cpu(), rows, SCORE_BATCH if padded else BATCH, padded=padded).double().numpy()
+        batch = SCORE_BATCH if padded else BATCH
+        with threads_for_model(model, batch, device):
+            return batched(lambda b: model.anomaly_score(b.to(device)).cpu(), rows, batch, padded=padded).double().numpy()
 
 
 def feature_contributions(model: nn.Module, x: Any) -> np.ndarray:

@@ -25,7 +25,7 @@ from ..errors import DataError
 MOST_CATEGORIES = 20
 
 
-def is_number(cell: object) -> bool:
+def parses_as_number(cell: object) -> bool:
     """True for a cell that reads as a number (``"1.5"``, ``"-3"``, ``"nan"`` are; ``"tcp"`` and ``""`` are not)."""
     try:
         float(cell)  # type: ignore[arg-type]
@@ -37,13 +37,13 @@ def is_number(cell: object) -> bool:
 def looks_categorical(cells: Sequence[str]) -> bool:
     """True when most of a column's non-empty cells are not numbers (a few words in numbers are mistakes)."""
     filled = [c for c in cells if str(c).strip()]
-    words = sum(not is_number(c) for c in filled)
+    words = sum(not parses_as_number(c) for c in filled)
     return bool(filled) and words * 2 > len(filled)
 
 
-def learn(columns: dict[str, Sequence[str]]) -> dict[str, list[str]]:
-    """Each category column's values, sorted: ``{"protocol": ["icmp", "tcp", "udp"]}``."""
-    return {name: sorted({str(c).strip() for c in cells}) for name, cells in columns.items()}
+def values_of(cells: Sequence[str]) -> list[str]:
+    """A category column's distinct values, sorted: ``["icmp", "tcp", "udp"]``."""
+    return sorted({str(c).strip() for c in cells})
 
 
 def check_categories(categories: object, what: str = "categories") -> dict[str, list[str]]:
@@ -85,9 +85,9 @@ def encode_columns(
     for column in columns:
         values = cells(column)
         numbers = as_numbers(values)
-        if (numbers is None and learning and looks_categorical([str(v) for v in values])) or (not learning and column in categories):
-            text = [str(v) for v in values]
-            known = learn({column: text})[column] if learning else categories[column]
+        text = [str(v) for v in values] if numbers is None or not learning else []
+        if (numbers is None and learning and looks_categorical(text)) or (not learning and column in categories):
+            known = values_of(text) if learning else categories[column]
             if learning and len(known) > max(MOST_CATEGORIES, len(text) / 2):
                 raise DataError(
                     f"column {column!r} holds {len(known)} different words in {len(text)} rows: ids or free text, not categories; "
@@ -105,6 +105,14 @@ def encode_columns(
     return x, names, found
 
 
+def encode_frame(frame, categories: dict[str, list[str]] | None, where: Callable[[int, str], str]) -> tuple[np.ndarray, list[str], dict[str, list[str]]]:
+    """:func:`encode_columns` over every column of a pandas DataFrame (named by strings): numeric columns as they are,
+    the others cell by cell."""
+    return encode_columns(
+        list(frame.columns), lambda c: frame[c].to_numpy(dtype=np.float64) if frame[c].dtype.kind in "biuf" else frame[c].tolist(), categories, where,
+    )
+
+
 def as_numbers(values: Sequence) -> np.ndarray | None:
     """A column's cells as float64, or None when some cell is not a number (or is empty)."""
     try:
@@ -116,7 +124,7 @@ def as_numbers(values: Sequence) -> np.ndarray | None:
 def refuse_cell(values: Sequence, column: str, where: Callable[[int, str], str]) -> None:
     """Raise a :class:`DataError` naming the first cell of a column of numbers that is not one."""
     for r, cell in enumerate(values):
-        if not is_number(cell):
+        if not parses_as_number(cell):
             if not str(cell).strip():
                 raise DataError(f"{where(r, column)} is empty; fill in or impute the value, or drop the row.")
             raise DataError(

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import DataError
 from .dataset import MAX_EXPANSION, RawData
-from .categories import encode_columns
+from .categories import encode_columns, encode_frame, parses_as_number
 from .matfile import read_mat_arrays
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -112,14 +112,6 @@ def read_mat(path: Path) -> RawData:
     return RawData(x, y)
 
 
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-        return True
-    except ValueError:
-        return False
-
-
 def _sniff_delimiter(path: Path) -> str:
     """The CSV's delimiter: comma, semicolon, tab or pipe, guessed from its first lines (comma when unsure)."""
     with open(path, newline="") as f:
@@ -152,7 +144,7 @@ def read_csv(
         raise DataError(f"{path} is not a readable CSV file ({exc}).") from None
     if not rows:
         raise DataError(f"{path} is empty.")
-    header = rows[0] if not all(_is_number(c) for c in rows[0]) else None
+    header = rows[0] if not all(parses_as_number(c) for c in rows[0]) else None
     body = rows[1:] if header else rows
     columns = [c.strip() for c in header] if header else [str(i) for i in range(len(rows[0]))]
     label_index = _label_index(columns, label_column, header is not None, path)
@@ -195,7 +187,7 @@ def table_columns(path: Path) -> list[str]:
             first = next(csv.reader(f, delimiter=_sniff_delimiter(path)), [])
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path} is not a readable CSV file ({exc}).") from None
-    return [] if all(_is_number(c) for c in first) else [c.strip() for c in first]
+    return [] if all(parses_as_number(c) for c in first) else [c.strip() for c in first]
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -245,10 +237,7 @@ def read_parquet(
     _require_columns(path, columns, id_column, ignore_columns, label_column)
     skip = {label, id_column, *(ignore_columns or [])}
     features = [c for c in columns if c not in skip]
-    x, names, found = encode_columns(
-        features, lambda c: frame[c].to_numpy(dtype=np.float64) if frame[c].dtype.kind in "biuf" else frame[c].tolist(), categories,
-        lambda r, c: f"{path}, row {r}, column {c!r}",
-    )
+    x, names, found = encode_frame(frame[features], categories, lambda r, c: f"{path}, row {r}, column {c!r}")
     missing = np.argwhere(np.isnan(x))
     if len(missing):
         row, col = missing[0]
@@ -275,7 +264,7 @@ def _label_index(columns: list[str], label_column: str | int | None, has_header:
 
 
 def _encode_labels(labels: list[str]) -> tuple[np.ndarray, list[str] | None]:
-    if all(_is_number(v) and float(v).is_integer() for v in labels):
+    if all(parses_as_number(v) and float(v).is_integer() for v in labels):
         return np.array([int(float(v)) for v in labels], dtype=np.int64), None
     classes = sorted(set(labels))
     lookup = {c: i for i, c in enumerate(classes)}
