@@ -63,7 +63,7 @@ def test_a_checkpoint_from_before_the_term_loads_and_scores_as_it_did():
 
 def test_neighbour_options_are_checked():
     for bad in (-1, 1.5, True):
-        with pytest.raises(aekit.ConfigError, match="neighbours must be a whole number"):
+        with pytest.raises(aekit.ConfigError, match="neighbours must be an integer, 0 or more"):
             aekit.get_model("ensemble", input_shape=(4,), neighbours=bad)
     with pytest.raises(aekit.ConfigError, match="neighbour_weight"):
         aekit.get_model("ensemble", input_shape=(4,), neighbour_weight=-1)

@@ -24,9 +24,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..registry import register_model
 from .base import AEOutput, Autoencoder, check_range, positive_int
+from ..validation import whole
 from .layers import mlp
 
 MOMENTUM = 0.05  # of the running code and error statistics, as batch normalisation keeps its running moments
@@ -103,8 +104,7 @@ class AutoencoderEnsemble(Autoencoder):
     def __init__(self, members: int = 8, neighbours: int = NEIGHBOURS, neighbour_weight: float = NEIGHBOUR_WEIGHT, bank_rows: int = 256, **options: Any) -> None:
         super().__init__(**options)
         self.members = positive_int("members", members)
-        if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 0:
-            raise ConfigError(f"neighbours must be a whole number >= 0 (0: no neighbour term), got {neighbours!r}.")
+        whole(0)("neighbours", neighbours)  # 0: no neighbour term
         self.neighbours = neighbours
         self.neighbour_weight = check_range("neighbour_weight", neighbour_weight, 0.0)
         self.bank_rows = positive_int("bank_rows", bank_rows)
