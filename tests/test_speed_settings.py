@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -58,37 +59,56 @@ def test_channels_last_option_is_checked():
         aekit.get_model("conv", input_shape=(1, 8, 8), channels_last="yes")
 
 
-FAULTS = """
-import json, resource, sys, torch, aekit
+HEAP = """
+import ctypes, json, sys
 from aekit.training import allocator
-torch.set_num_threads(1)
-x = torch.rand(1024, 1, 28, 28)
-model = aekit.get_model("conv", input_shape=(1, 28, 28), code_size=8)
-aekit.fit(model, x, epochs=1, val_fraction=0.0, progress=False)  # warm up: the heap grows to its working size
+status = allocator.tune_allocator()
+libc = ctypes.CDLL(None)
 
-def faults(epochs):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    aekit.fit(model, x, epochs=epochs, val_fraction=0.0, progress=False)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+class MallInfo2(ctypes.Structure):  # glibc's struct mallinfo2 (<malloc.h>, glibc 2.33 and later)
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
-one, three = faults(1), faults(3)  # the slope: faults per epoch, without what a fit costs once
-print(json.dumps({"faults": (three - one) / 2, "status": allocator.tune_allocator()}))
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+size = int(sys.argv[1])
+before = libc.mallinfo2()
+block = libc.malloc(size)
+during = libc.mallinfo2()
+libc.free(block)
+after = libc.mallinfo2()
+print(json.dumps({"status": status, "mapped": during.hblkhd - before.hblkhd, "kept": after.arena - before.arena}))
 """
 
 
-def _faults(**env: str) -> dict:
+def _heap(size: int, **env: str) -> dict:
+    """Where glibc puts one block of ``size`` bytes in a fresh process, and what stays after it is freed."""
     clean = {k: v for k, v in os.environ.items() if not (k.startswith("MALLOC_") or k == allocator.OFF)}
-    done = subprocess.run([sys.executable, "-c", FAULTS], capture_output=True, text=True, env={**clean, **env}, check=True)
+    done = subprocess.run([sys.executable, "-c", HEAP, str(size)], capture_output=True, text=True, env={**clean, **env}, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(allocator.glibc_version() is None, reason="the allocator setting is glibc's; this C library is not glibc")
-def test_tuned_allocator_stops_the_page_fault_storm():
-    """Training re-maps its large buffers every step unless the allocator keeps them: count the minor faults per epoch."""
-    tuned, untuned = _faults(), _faults(**{allocator.OFF: "0"})
+def _has_mallinfo2() -> bool:
+    try:
+        return hasattr(ctypes.CDLL(None), "mallinfo2")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(allocator.glibc_version() is None or not _has_mallinfo2(), reason="glibc 2.33 or later reports its heap with mallinfo2")
+@pytest.mark.parametrize("mib", [8, 30])
+def test_tuned_allocator_keeps_large_blocks_on_the_heap(mib):
+    """A training step's large buffer: mapped afresh (and unmapped on free) by default, kept on the heap once tuned.
+
+    Counted with glibc's own bookkeeping (mallinfo2), not page faults: fault counts depend on glibc's dynamic
+    threshold and on what else the process did, and were not reproducible across machines.
+    (benchmarks/speed.py measures the faults and the time they cost.)"""
+    size = mib * 2**20
+    tuned, untuned = _heap(size), _heap(size, **{allocator.OFF: "0"})
     assert tuned["status"] == "tuned" and untuned["status"] == f"turned off by {allocator.OFF}"
-    assert tuned["faults"] * 5 < untuned["faults"], (tuned, untuned)
+    assert untuned["mapped"] >= size and untuned["kept"] == 0  # glibc's default: its own mapping, returned on free
+    assert tuned["mapped"] == 0 and tuned["kept"] >= size  # tuned: from the heap, and still there for the next step
 
 
 def test_allocator_is_left_alone_when_the_user_chose(monkeypatch):
