@@ -30,8 +30,9 @@ class Deployable(nn.Module):
         self.model = model.eval()
         sampled = hasattr(model, "elbo")
         self.score = model.reconstruction_error if sampled else model.anomaly_score
-        if hasattr(model, "code_precision"):  # a matrix inverse ONNX cannot express: computed once, a constant
-            self.score = functools.partial(model.anomaly_score, precision=model.code_precision().detach())
+        if hasattr(model, "code_precision"):  # a matrix inverse ONNX cannot express and a slice sized by a buffer's
+            # value: computed once, constants
+            self.score = functools.partial(model.anomaly_score, precision=model.code_precision().detach(), kept=model.kept_rows().detach())
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         z = self.model.encode(x)

@@ -227,12 +227,13 @@ class AutoencoderEnsemble(Autoencoder):
         eye = torch.eye(self.code_size, dtype=self.code_cov.dtype, device=self.code_cov.device)
         return torch.linalg.inv(self.code_cov + JITTER * eye)
 
-    def anomaly_score(self, x: Tensor, precision: Tensor | None = None) -> Tensor:
+    def anomaly_score(self, x: Tensor, precision: Tensor | None = None, kept: Tensor | None = None) -> Tensor:
         """Per sample: the members' mean of reconstruction error over its running mean, plus squared
         Mahalanobis distance of the code over the code size, plus ``neighbour_weight`` times the distance to the
         ``neighbours``-th nearest kept training row over its mean (each about 1 for typical rows).
 
-        ``precision``: :meth:`code_precision`, when computed once for many calls (as the ONNX export does).
+        ``precision``: :meth:`code_precision`, and ``kept``: :meth:`kept_rows`, when computed once for many calls
+        (as the ONNX export does: their sizes are data, which a graph of fixed operations cannot read).
         """
         rows, codes, logits = self.member_forward(x)
         errors = self.member_nll(logits, rows) / self.error_mean.unsqueeze(1)
@@ -240,5 +241,5 @@ class AutoencoderEnsemble(Autoencoder):
         distances = mahalanobis_sq(codes, self.code_mean, precision) / self.code_size
         score = errors + distances
         if self.neighbours:  # a scale of 0 (a checkpoint from before the term) leaves it out
-            score = score + self.neighbour_weight * kth_neighbour_distance(rows, self.kept_rows(), self.neighbours) * self.neighbour_scale.unsqueeze(1)
+            score = score + self.neighbour_weight * kth_neighbour_distance(rows, self.kept_rows() if kept is None else kept, self.neighbours) * self.neighbour_scale.unsqueeze(1)
         return score.mean(0)
