@@ -17,8 +17,9 @@ import torch
 from .runfiles import CALIBRATION, COMMAND, CONFIG, DATA, RESUME, TRAINER, WEIGHTS
 from .checkpoint import atomic_write, build_from_config, load, lock_run, model_config, read_json
 from .data import Dataset, Scaling, default_split, load_dataset
+from .data.files import image_folder_sizes
 from .apps.documents import DocumentIndex, binary_codes, retrieval_precision
-from .defaults import BATCH_SIZE, CALIBRATION_ROWS, DOCUMENT_BATCH, DOCUMENT_STEPS, IMAGE_CALIBRATION, LR, MEMBERS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_documents, fill_images, fill_tabular, row_loss
+from .defaults import BATCH_SIZE, CALIBRATION_ROWS, DOCUMENT_BATCH, DOCUMENT_STEPS, IMAGE_CALIBRATION, LR, MEMBERS, PHOTO_EPOCHS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_documents, fill_images, fill_tabular, photo_defaults, row_loss
 from .runs import IN_MODEL, data_path, read_spec, run_data, warn_duplicate_ids, write_csv
 from .errors import CheckpointError, ConfigError, DataError
 from .losses import squared_error
@@ -188,6 +189,10 @@ def _train(args: argparse.Namespace, run: Path | None) -> None:
     is_main = rank == 0
     if world > 1 and not (args.out or args.resume):
         raise ConfigError(f"with {world} processes, name the run folder with --out, so that every process writes to the same one.")
+    folder = Path(str(args.dataset)).expanduser()
+    photo_model, photo_size = photo_defaults(image_folder_sizes(folder)) if not args.stream and folder.is_dir() else (None, None)
+    if photo_size and args.image_size is None:  # photographs of mixed sizes: one grid for the network
+        args.image_size = photo_size
     if args.stream:
         data = open_stream(args.dataset, split=args.split or "train")
     else:
@@ -212,7 +217,11 @@ def _train(args: argparse.Namespace, run: Path | None) -> None:
         name = args.model or "hashing"
         chosen += fill_documents(data, options, "model hashing (semantic hashing: binary codes)" if not args.model else None)
     else:
-        name = args.model or "ae"
+        name = args.model or photo_model or "ae"
+        if photo_model and not args.model:
+            chosen.append(f"model {photo_model} (photographs: finds and outlines defects; --model conv for a plain autoencoder)")
+        if photo_size and args.image_size == photo_size:
+            chosen.append(f"images resized to {photo_size}x{photo_size} (--image-size H[xW] for another size)")
         chosen += fill_images(model_class(name), data.shape, options)  # sized from the images
     model_class(name)  # an unknown model name fails before anything is written
     ensemble_defaults = tabular and name == "ensemble"
@@ -234,7 +243,10 @@ def _train(args: argparse.Namespace, run: Path | None) -> None:
         if "epochs" not in settings:
             settings["epochs"] = min(50, epochs_for(DOCUMENT_STEPS, len(rows) if rows is not None else len(data), settings["batch_size"]))
             chosen.append(f"{settings['epochs']} epochs of {settings['batch_size']} documents (about {DOCUMENT_STEPS} steps)")
-    elif not tabular and "batch_size" not in settings:  # small image sets get more, smaller steps per epoch
+    elif name == "draem" and "epochs" not in settings:
+        settings["epochs"] = PHOTO_EPOCHS
+        chosen.append(f"{PHOTO_EPOCHS} epochs")
+    if not tabular and not text and "batch_size" not in settings:  # small image sets get more, smaller steps per epoch
         settings["batch_size"] = batch_size_for(len(rows) if rows is not None else len(data))
         if settings["batch_size"] != Trainer.batch_size:
             chosen.append(f"batch size {settings['batch_size']} (about 50 steps per epoch)")

@@ -76,6 +76,9 @@ def add_commands(commands, sizes, option, names) -> None:
     p.add_argument("--percentile", type=float, help="instead, flag scores above this percentile of the reference scores")
     p.add_argument("--reference-split", choices=["train", "test", "all"], help="with --contamination/--percentile: the split whose scores set the threshold (default: the scored data)")
     p.add_argument("-o", "--output", help="scores.csv (one line per sample) or scores.png (histogram) (default: RUN/results/detect-K.png, one per call)")
+    p.add_argument("--masks", metavar="DIR", help="images: defect masks (MVTec AD's ground_truth/KIND/STEM_mask.png, or STEM.png beside each image): adds pixel_roc_auc and pro")
+    p.add_argument("--maps", metavar="DIR", help="images: write each image's anomaly map over it (PNG, flagged regions outlined) here (default, for the draem model or with --masks: RUN/results/detect-K-maps)")
+    p.add_argument("--maps-npy", action="store_true", help="with the PNGs, each map as a .npy array in the image's pixel grid")
     p.set_defaults(func=later("aekit.apps.commands", "cmd_detect"))
 
     p = commands.add_parser("protocol", help="run an anomaly-detection protocol (MNIST one-class, ODDS)", description="Train and score detectors under a standard protocol: mnist-one-class (train on one digit, test on all) or odds (stratified 60/40 split, several seeds).")

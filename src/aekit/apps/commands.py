@@ -108,9 +108,40 @@ def cmd_detect(args):
         plot_score_histogram(result, anomalous, out, title=f"{data.name} [{data.split}]")
     maps = None
     if len(model.input_shape) == 3 and run.is_dir():  # images: where the most anomalous ones differ, pixel by pixel
-        maps = anomaly_maps(run / RESULTS / f"{stem}-maps.png", model, data.x, result.scores, feature_contributions, data.ids)
-    numbers = {**result.summary(), **flagged_ids(result, data, out if table and out != Path(os.devnull) else None)}
-    _report(run, stem, numbers, None if table else out, *[p for p in (out if table else None, maps) if p is not None])
+        maps = draw_anomaly_maps(run / RESULTS / f"{stem}-maps.png", model, data.x, result.scores, feature_contributions, data.ids)
+    pixels, overlays = _pixel_level(args, run, stem, model, data, result)
+    numbers = {**result.summary(), **pixels, **flagged_ids(result, data, out if table and out != Path(os.devnull) else None)}
+    _report(run, stem, numbers, None if table else out, *[p for p in (out if table else None, maps, overlays) if p is not None])
+
+
+def _pixel_level(args, run: Path, stem: str, model, data, result) -> tuple[dict, Path | None]:
+    """For images read from a folder: each image's anomaly map in its own pixel grid, written over it (with
+    ``--maps``, or by default for a model that outlines defects or with ``--masks``), and with ``--masks`` the
+    pixel-level ROC AUC and PRO. Returns the numbers and the folder of maps."""
+    from ..runs import read_spec
+    from .segment import anomaly_maps, find_masks, image_size, pixel_roc_auc, pro, read_mask, write_overlays
+
+    wanted = args.masks is not None or args.maps is not None or hasattr(model, "anomaly_map")
+    if len(model.input_shape) != 3 or not wanted:
+        if args.masks is not None or args.maps is not None:
+            raise ConfigError("--masks and --maps are for models of images; this run's samples are not images.")
+        return {}, None
+    folder = Path(args.dataset).expanduser() if args.dataset else Path(str(read_spec(run).get("path") or ""))
+    if data.ids is None or not folder.is_dir():
+        if args.masks is not None or args.maps is not None:
+            raise DataError(f"--masks and --maps need images read from a folder (--dataset DIR); {data.name} is not one.")
+        return {}, None
+    sizes = [image_size(folder / i) for i in data.ids]
+    maps = anomaly_maps(model, data.x, sizes=sizes)
+    found = find_masks(Path(args.masks).expanduser(), folder, data.ids) if args.masks is not None else {}
+    truth = [read_mask(found[i], size, folder / i) if i in found else np.zeros(size, bool) for i, size in zip(data.ids, sizes)]
+    numbers: dict = {}
+    if args.masks is not None:
+        numbers = {"pixel_roc_auc": pixel_roc_auc(maps, truth), "pro": pro(maps, truth), "masks": len(found)}
+    outlines = model.outline_maps(data.x, sizes, result.threshold) if hasattr(model, "outline_maps") else None
+    where = Path(args.maps).expanduser() if args.maps is not None else run / RESULTS / f"{stem}-maps"
+    write_overlays(where, folder, data.ids, maps, outlines, truth if found else None, npy=args.maps_npy)
+    return numbers, where
 
 
 def flagged_ids(result, data, table: Path | None, shown: int = 10) -> dict:
@@ -136,7 +167,7 @@ def class_indices(data, names: list[str]) -> list[int]:
     return indices
 
 
-def anomaly_maps(path: Path, model, x: torch.Tensor, scores: np.ndarray, contributions, ids: list[str] | None = None, n: int = 8) -> Path:
+def draw_anomaly_maps(path: Path, model, x: torch.Tensor, scores: np.ndarray, contributions, ids: list[str] | None = None, n: int = 8) -> Path:
     """The ``n`` highest-scoring images above their reconstructions and their per-pixel error maps, each column
     titled with its image's id (its file's path, shortened) and score."""
     order = np.argsort(scores)[::-1][:n].copy()

@@ -288,6 +288,21 @@ GREY_MODES = ("1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 DEEP_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")  # more than 8 bits a pixel
 
 
+def image_folder_sizes(path: Path) -> list[tuple[int, int]]:
+    """The (height, width) of every image under ``path``, from the files' headers (nothing decoded); [] for a
+    folder without images. An unreadable file is left to :func:`read_image_folder` to name."""
+    from PIL import Image
+
+    sizes = []
+    for file in sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+        try:
+            with Image.open(file) as image:
+                sizes.append((image.size[1], image.size[0]))
+        except Exception:  # noqa: BLE001 - any unreadable file: read_image_folder says which, in one line
+            continue
+    return sizes
+
+
 def read_image_folder(path: Path, image_size: tuple[int, int] | None = None, channels: int | None = None) -> RawData:
     """Every image under ``path``; images in sub-folders are labelled by the sub-folder's name, and every image's
     id is its path under ``path``.
@@ -304,6 +319,10 @@ def read_image_folder(path: Path, image_size: tuple[int, int] | None = None, cha
     from PIL import Image, UnidentifiedImageError
 
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    masks = masks_beside(files)
+    if masks:
+        files = [f for f in files if f not in masks]
+        print(f"aekit: {path}: {len(masks)} defect masks beside their images left out (<stem>.png beside <stem>.jpg, or <stem>_mask.png)", file=sys.stderr)
     if not files:
         raise DataError(f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
     images = []
@@ -338,6 +357,25 @@ def read_image_folder(path: Path, image_size: tuple[int, int] | None = None, cha
     y = np.array([classes.index(f) for f in folders]) if classes != ["."] else None
     ids = [f.relative_to(path).as_posix() for f in files]
     return RawData(np.stack(arrays), y, pixel_max=1.0 if deep else 255.0, classes=classes if y is not None else None, ids=ids)
+
+
+def masks_beside(files: list[Path]) -> set[Path]:
+    """The files among ``files`` that are defect masks of other images beside them: ``<stem>_mask.png`` beside an
+    image ``<stem>.*``, or ``<stem>.png`` beside ``<stem>.jpg`` (or another non-PNG image; the magnetic-tile
+    layout)."""
+    stems: dict[Path, list[str]] = {}
+    for f in files:
+        stems.setdefault(f.with_suffix(""), []).append(f.suffix.lower())
+    masks = set()
+    for f in files:
+        stem = f.with_suffix("")
+        if f.suffix.lower() != ".png":
+            continue
+        if stem.name.endswith("_mask") and stem.with_name(stem.name[: -len("_mask")]) in stems:
+            masks.add(f)
+        elif any(suffix != ".png" for suffix in stems[stem]):
+            masks.add(f)
+    return masks
 
 
 def _is_grey(image) -> bool:

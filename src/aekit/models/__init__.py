@@ -6,6 +6,7 @@ from .base import AEOutput, Autoencoder
 from .ensemble import AutoencoderEnsemble
 from .documents import BagOfWords
 from .hashing import SemanticHashing
+from .defects import DefectSegmenter
 from .conv import ConvAutoencoder, ConvDenoisingAutoencoder, ConvVariationalAutoencoder
 from .recirculation import RecirculationAutoencoder
 from .simple import ContractiveAutoencoder, DenoisingAutoencoder, LinearAutoencoder, SparseAutoencoder, TiedAutoencoder
@@ -34,6 +35,7 @@ __all__ = [
     "ConvAutoencoder",
     "ConvDenoisingAutoencoder",
     "ConvVariationalAutoencoder",
+    "DefectSegmenter",
     "DenoisingAutoencoder",
     "DiagonalGaussian",
     "ImportanceWeightedAutoencoder",

@@ -1,0 +1,222 @@
+"""Defects it never saw: a reconstruction of synthetic defects and a segmentation head on the residual (DRAEM).
+
+A plain autoencoder trained on good product images reconstructs defects
+too, so its residual marks them faintly. DRAEM (Zavrtanik et al. 2021,
+*DRAEM: a discriminatively trained reconstruction embedding for surface
+anomaly detection*) trains on good images with synthetic defects pasted in:
+the autoencoder learns to restore the good surface, and a small segmentation
+network, reading the input beside its restoration, learns where they differ
+for a reason. Real defects are found because they too are "not this
+surface", whatever they look like.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from ..registry import register_model
+from .base import Autoencoder, check_range, positive_ints
+
+
+def smooth_noise(n: int, height: int, width: int, cells: int, device: torch.device) -> Tensor:
+    """Standard normal noise on a ``cells x cells`` grid, upsampled bicubically: ``(n, 1, height, width)``,
+    blobs about ``height / cells`` pixels across (a cheap stand-in for Perlin noise)."""
+    return F.interpolate(torch.randn(n, 1, cells, cells, device=device), size=(height, width), mode="bicubic", align_corners=False)
+
+
+def curves(n: int, height: int, width: int, device: torch.device) -> Tensor:
+    """One random walk per image, of up to half the image's height, one to three pixels wide: ``(n, 1, height, width)``
+    (scratches and cracks: shapes that blobs of noise do not make)."""
+    steps = max(2, height // 2)
+    start = torch.rand(n, 2, device=device) * torch.tensor([height - 1, width - 1], device=device, dtype=torch.float32)
+    angle = torch.rand(n, 1, device=device) * 2 * math.pi + (torch.randn(n, steps, device=device) * 0.25).cumsum(1)
+    length = torch.randint(max(1, steps // 4), steps + 1, (n, 1), device=device)
+    moving = torch.arange(steps, device=device) < length  # (n, steps): the walk stops after its length
+    path = start.unsqueeze(1) + (torch.stack([angle.sin(), angle.cos()], -1) * moving.unsqueeze(-1)).cumsum(1)
+    ys = path[..., 0].round().clamp(0, height - 1).long()
+    xs = path[..., 1].round().clamp(0, width - 1).long()
+    mask = torch.zeros(n, height * width, device=device)
+    mask.scatter_(1, ys * width + xs, 1.0)
+    mask = mask.view(n, 1, height, width)
+    wide = F.max_pool2d(mask, 3, 1, 1)
+    wider = torch.rand(n, 1, 1, 1, device=device) < 0.5
+    return torch.where(wider, wide, mask)
+
+
+def synthetic_defects(x: Tensor, share: float = 0.5) -> tuple[Tensor, Tensor]:
+    """Good images ``x`` ``(n, c, h, w)`` in [0, 1] with defects pasted into a ``share`` of them: ``(images, masks)``,
+    masks ``(n, 1, h, w)`` of 0 and 1.
+
+    A defect's shape is a blob of thresholded smooth noise (of a random scale,
+    sometimes touching the border like a break) or a random-walk curve (a
+    crack); it is filled with another image of the batch, mirrored, with its
+    contrast and brightness changed (mostly darker), and blended with the image
+    underneath by a random weight (DRAEM fills with foreign textures; a
+    product's own surface, changed, is harder to tell apart and so teaches more).
+    Draws from torch's generator, so a seeded run is repeatable.
+    """
+    n, _, height, width = x.shape
+    device = x.device
+    cells = 2 ** torch.randint(1, 5, (n,))
+    blobs = torch.cat([smooth_noise(1, height, width, int(c), device) for c in cells])
+    threshold = 1.2 + torch.rand(n, 1, 1, 1, device=device)
+    masks = (blobs > threshold).float()
+    crack = torch.rand(n, 1, 1, 1, device=device) < 0.4
+    masks = torch.where(crack, curves(n, height, width, device), masks)
+    masks = masks * (torch.rand(n, 1, 1, 1, device=device) < share)
+    donors = x.roll(1, 0).flip(-1)
+    gain = 0.3 + 0.9 * torch.rand(n, 1, 1, 1, device=device)
+    shift = -0.35 + 0.5 * torch.rand(n, 1, 1, 1, device=device)
+    fill = (donors * gain + shift).clamp(0, 1)
+    keep = 0.6 * torch.rand(n, 1, 1, 1, device=device)  # how much of the image shows through the defect
+    return x * (1 - masks) + (keep * x + (1 - keep) * fill) * masks, masks
+
+
+def conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+class SegmentationHead(nn.Module):
+    """A small U-Net (Ronneberger et al. 2015): ``(batch, c_in, h, w) -> (batch, 1, h, w)`` logits.
+
+    ``channels[0]`` at full resolution (one convolution), each next count at
+    half the previous resolution (two); the way up joins each level's map (skip
+    connections, one convolution each), so that outlines stay sharp. Most of the
+    work is at the coarse levels, where a defect's surroundings are seen."""
+
+    def __init__(self, c_in: int, channels: Sequence[int]) -> None:
+        super().__init__()
+        sizes = [c_in, *channels]
+        self.down = nn.ModuleList(
+            nn.Sequential(*conv_bn(sizes[i], sizes[i + 1]), *([] if i == 0 else conv_bn(sizes[i + 1], sizes[i + 1]))) for i in range(len(channels))
+        )
+        self.up = nn.ModuleList(nn.Sequential(*conv_bn(channels[i] + channels[i + 1], channels[i])) for i in reversed(range(len(channels) - 1)))
+        self.out = nn.Conv2d(channels[0], 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        levels = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else F.max_pool2d(x, 2, ceil_mode=True))
+            levels.append(x)
+        for block, skip in zip(self.up, reversed(levels[:-1])):
+            x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1))
+        return self.out(x)
+
+
+def focal_loss(logits: Tensor, target: Tensor, gamma: float = 2.0) -> Tensor:
+    """The focal loss (Lin et al. 2017) per sample, averaged over pixels: cross-entropy weighted by ``(1 - p_t)^gamma``,
+    so that the many easy good pixels do not drown the few defect pixels (DRAEM's choice)."""
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_t = torch.exp(-ce)
+    return ((1 - p_t).pow(gamma) * ce).flatten(1).mean(1)
+
+
+@register_model("draem")
+class DefectSegmenter(Autoencoder):
+    """Finds and outlines defects in product images, trained on good images only (DRAEM, Zavrtanik et al. 2021).
+
+    While training, a ``defect_share`` of the images get synthetic defects
+    (:func:`synthetic_defects`); the autoencoder (the ``conv`` architecture's
+    code map: no flat bottleneck, so detail survives) reconstructs the good
+    image from them, and a U-Net (``segmentation_channels``) reads the input
+    and its reconstruction and outputs, per pixel, the probability of a defect,
+    trained with the focal loss against the pasted masks. Losses:
+    ``reconstruction`` (squared error to the good image) and ``segmentation``.
+
+    The anomaly map (:meth:`anomaly_map`) is that probability; the image's score
+    is the largest mean of the map over a ``window`` (a share of the image's
+    side: a whole defect, not one noisy pixel).
+
+    Parameters
+    ----------
+    segmentation_channels : sequence of int
+        The U-Net's channels per level, full resolution first.
+    defect_share : float
+        The share of training images given a synthetic defect (the rest teach "nothing here").
+    window : float
+        The side of the averaging window of the score, as a share of the image's shorter side.
+    **options
+        The autoencoder's (``code_size``: channels of the code map; ``channels`` of the ``conv`` architecture).
+    """
+
+    architectures = ("conv",)
+    architecture_note = "it segments images: its autoencoder must keep their grid."
+
+    def __init__(self, segmentation_channels: Sequence[int] = (8, 16, 32, 64), defect_share: float = 0.5, window: float = 0.08, **options: Any) -> None:
+        self.segmentation_channels = positive_ints("segmentation_channels", segmentation_channels)
+        if not self.segmentation_channels:
+            raise ConfigError("segmentation_channels must name at least one level, e.g. [8, 16, 32, 64].")
+        self.defect_share = check_range("defect_share", defect_share, 0.0, 1.0)
+        self.window = check_range("window", window, 0.0, 1.0, low_open=True)
+        options.setdefault("code_size", 16)
+        options.setdefault("channels", (16, 32))
+        super().__init__(**options)
+        if len(self.input_shape) != 3:
+            raise ConfigError(f"the draem model segments images (channels, height, width), got input_shape={self.input_shape}.")
+
+    @classmethod
+    def preferred_architecture(cls, input_shape: Sequence[int]) -> str:
+        return "conv"
+
+    def build(self) -> None:
+        self.encoder = self.architecture.map_encoder(self, self.code_size, 1)
+        self.decoder = self.architecture.map_decoder(self, self.code_size, 1)
+        self.segmenter = SegmentationHead(2 * self.input_shape[0], self.segmentation_channels)
+
+    def decode_logits(self, z: Tensor) -> Tensor:
+        return self.decoder(z)
+
+    def segment(self, seen: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Scaled images -> (their code maps, their reconstructions' logits, the defect logits ``(batch, 1, h, w)``)."""
+        z = self.encoder(seen)
+        logits = self.decode_logits(z)
+        return z, logits, self.segmenter(torch.cat([seen, self.output_activation(logits)], 1))
+
+    def forward(self, x: Tensor):
+        x = self.scale(self.as_batch(x))
+        # evaluation (validation) scores the good images as they are: every pixel should say "no defect"
+        seen, masks = synthetic_defects(x, self.defect_share) if self.training else (x, torch.zeros_like(x[:, :1]))
+        z, logits, defects = self.segment(seen)
+        losses = {"reconstruction": self.reconstruction_nll(logits, x).mean(), "segmentation": focal_loss(defects, masks).mean()}
+        return self.output(logits, z, losses)
+
+    def anomaly_map(self, x: Tensor) -> Tensor:
+        """Per pixel, the probability of a defect: ``(batch, height, width)``."""
+        return torch.sigmoid(self.segment(self.scale(self.as_batch(x)))[2][:, 0])
+
+    def window_pixels(self) -> int:
+        """The averaging window's side in pixels: odd, at least 1."""
+        side = max(1, round(self.window * min(self.input_shape[1:])))
+        return side + 1 - side % 2
+
+    def score_map(self, x: Tensor) -> Tensor:
+        """The anomaly map averaged over a window of :meth:`window_pixels` around every pixel: ``(batch, h, w)``."""
+        k = self.window_pixels()
+        return F.avg_pool2d(self.anomaly_map(x).unsqueeze(1), k, 1, k // 2, count_include_pad=False)[:, 0]
+
+    def anomaly_score(self, x: Tensor) -> Tensor:
+        """The largest value of :meth:`score_map`: the image's most defect-like window."""
+        return self.score_map(x).flatten(1).amax(1)
+
+    def outline_maps(self, x: Tensor, sizes: Sequence[tuple[int, int]], threshold: float) -> list:
+        """Where each image is flagged, in its own pixel grid ``sizes``: the pixels whose :meth:`score_map` is above
+        ``threshold``, the image score's threshold (so a flagged image always shows where, and a good image is
+        outlined anywhere no more often than it is flagged: the conformal rate holds for the outlines too)."""
+        from ..apps.common import batched
+        from ..apps.segment import resize_map
+
+        self.eval()
+        with torch.no_grad():
+            maps = batched(lambda b: self.score_map(b.to(next(self.parameters()).device)).float().cpu(), x, 16)
+        return [resize_map(m, size) > threshold for m, size in zip(maps, sizes)]
+
+    def feature_errors(self, x: Tensor) -> Tensor:
+        """The anomaly map for every channel of the image, ``(batch, *input_shape)``: what pictures of errors draw."""
+        return self.anomaly_map(x).unsqueeze(1).expand(-1, self.input_shape[0], -1, -1)
