@@ -127,7 +127,8 @@ def find_masks(masks: Path, images: Path, ids: Sequence[str]) -> dict[str, Path]
     used = {p.resolve() for p in found.values()}
     for file in sorted(masks.rglob("*")):
         if file.is_file() and file.suffix.lower() in {".png", ".bmp", ".tif"} and file.resolve() not in used | image_files:
-            raise DataError(f"mask {file} belongs to no image of {images} (looked for {Path(file.name).stem.removesuffix('_mask')}.* beside it's path); remove it or fix its name.")
+            relative = file.relative_to(masks).with_name(file.stem.removesuffix("_mask"))
+            raise DataError(f"mask {file} belongs to no image of {images} (no {relative}.* there); remove it or fix its name.")
     return found
 
 
@@ -174,7 +175,7 @@ def overlay(image: np.ndarray, heat: np.ndarray, outline: np.ndarray | None = No
 
     rgb = np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image[..., :3]
     rgb = rgb.astype(np.float32)
-    alpha = 0.6 * np.clip(heat, 0, 1)[..., None]
+    alpha = 0.7 * np.clip(heat, 0, 1)[..., None] ** 2  # squared: a map's low floor leaves the image as it is
     picture = rgb * (1 - alpha) + np.array([255.0, 0, 0]) * alpha
     for region, colour in ((truth, (0, 255, 0)), (outline, (255, 255, 0))):
         if region is not None and region.any():

@@ -57,7 +57,8 @@ def synthetic_defects(x: Tensor, share: float = 0.5) -> tuple[Tensor, Tensor]:
     A defect's shape is a blob of thresholded smooth noise (of a random scale,
     sometimes touching the border like a break) or a random-walk curve (a
     crack); it is filled with another image of the batch, mirrored, with its
-    contrast and brightness changed (mostly darker), and blended with the image
+    contrast and brightness changed (mostly darker), or (a third of them) with a
+    flat dark area, as where material is missing, and blended with the image
     underneath by a random weight (DRAEM fills with foreign textures; a
     product's own surface, changed, is harder to tell apart and so teaches more).
     Draws from torch's generator, so a seeded run is repeatable.
@@ -74,7 +75,10 @@ def synthetic_defects(x: Tensor, share: float = 0.5) -> tuple[Tensor, Tensor]:
     donors = x.roll(1, 0).flip(-1)
     gain = 0.3 + 0.9 * torch.rand(n, 1, 1, 1, device=device)
     shift = -0.35 + 0.5 * torch.rand(n, 1, 1, 1, device=device)
-    fill = (donors * gain + shift).clamp(0, 1)
+    textured = (donors * gain + shift).clamp(0, 1)
+    # or missing material: a flat dark area (a hole, a broken-off edge), with a little noise
+    flat = (0.3 * torch.rand(n, 1, 1, 1, device=device) + 0.02 * torch.randn_like(x)).clamp(0, 1)
+    fill = torch.where(torch.rand(n, 1, 1, 1, device=device) < 1 / 3, flat, textured)
     keep = 0.6 * torch.rand(n, 1, 1, 1, device=device)  # how much of the image shows through the defect
     return x * (1 - masks) + (keep * x + (1 - keep) * fill) * masks, masks
 
@@ -149,7 +153,7 @@ class DefectSegmenter(Autoencoder):
     architectures = ("conv",)
     architecture_note = "it segments images: its autoencoder must keep their grid."
 
-    def __init__(self, segmentation_channels: Sequence[int] = (8, 16, 32, 64), defect_share: float = 0.5, window: float = 0.08, **options: Any) -> None:
+    def __init__(self, segmentation_channels: Sequence[int] = (8, 16, 32, 64), defect_share: float = 0.5, window: float = 0.02, **options: Any) -> None:
         self.segmentation_channels = positive_ints("segmentation_channels", segmentation_channels)
         if not self.segmentation_channels:
             raise ConfigError("segmentation_channels must name at least one level, e.g. [8, 16, 32, 64].")
