@@ -98,17 +98,16 @@ def run(root: Path, name: str, options: list[str]) -> dict:
     return {"rows": rows, "train_s": trained - start, "detect_s": scored - trained, "maps": maps_dir, "flagged": said["flagged"], "n_train": len(os.listdir(root / "train/good"))}
 
 
-def picture(result: dict, root: Path, path: Path, per_kind: int = 2) -> None:
-    """A strip of overlays: per defect kind, its ``per_kind`` highest-scoring images, then two good ones."""
-    chosen = []
-    for kind in sorted(p.name for p in (root / "test").iterdir()):
-        files = sorted((result["maps"] / kind).glob("*.png"))[: 20 * per_kind]
-        chosen += files[:per_kind]
-    tiles = [Image.open(f).convert("RGB").resize((192, 192)) for f in chosen]
-    strip = Image.new("RGB", (192 * len(tiles), 192), "white")
-    for k, tile in enumerate(tiles):
-        strip.paste(tile, (192 * k, 0))
-    strip.save(path)
+def picture(result: dict, scores: pd.DataFrame, path: Path, per_kind: int = 3, side: int = 224) -> None:
+    """A grid of overlays, a row per kind (good last): its ``per_kind`` highest-scoring images."""
+    kinds = scores["id"].str.split("/").str[0]
+    rows = [k for k in sorted(kinds.unique()) if k != "good"] + ["good"]
+    grid = Image.new("RGB", (side * per_kind, side * len(rows)), "white")
+    for r, kind in enumerate(rows):
+        top = scores[kinds == kind].sort_values("score", ascending=False)["id"][:per_kind]
+        for c, i in enumerate(top):
+            grid.paste(Image.open(result["maps"] / Path(i).with_suffix(".png")).convert("RGB").resize((side, side)), (side * c, side * r))
+    grid.save(path)
 
 
 def main() -> None:
@@ -126,7 +125,7 @@ def main() -> None:
     }
     results = {label: run(root, name, options) for label, (name, options) in methods.items()}
     figure = Path(args.out).with_name("defects_maps.png")
-    picture(results["aekit default (draem)"], root, figure)
+    picture(results["aekit default (draem)"], pd.read_csv(root / "draem.csv"), figure)
     kinds = list(next(iter(results.values()))["rows"])
     lines = [
         "# Defects in product photographs: magnetic tiles",
@@ -149,7 +148,7 @@ def main() -> None:
         lines.append(f"| {label} | {result['train_s']:.0f} | {result['detect_s']:.0f} | {result['flagged']} |")
     lines += ["", "Published image-level ROC AUC on the magnetic tiles (their own splits; not run here):", "", "| method | image ROC AUC | pixel ROC AUC |", "| --- | --- | --- |"]
     lines += [f"| {m} | {a} | {b} |" for m, a, b in PUBLISHED]
-    lines += ["", f"![maps](./{figure.name})", "", "Overlays of aekit's default: red = probability of a defect; green = the hand-drawn mask; yellow = the regions flagged at the run's conformal threshold (5% false alarms per good image)."]
+    lines += ["", f"![maps](./{figure.name})", "", "Overlays of aekit's default, a row per kind (blowhole, break, crack, good), its three highest-scoring test images: red = probability of a defect; green = the hand-drawn mask; yellow = the regions flagged at the run's conformal threshold (5% false alarms per good image)."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

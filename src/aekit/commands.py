@@ -191,7 +191,8 @@ def _train(args: argparse.Namespace, run: Path | None) -> None:
         raise ConfigError(f"with {world} processes, name the run folder with --out, so that every process writes to the same one.")
     folder = Path(str(args.dataset)).expanduser()
     photo_model, photo_size = photo_defaults(image_folder_sizes(folder)) if not args.stream and folder.is_dir() else (None, None)
-    if photo_size and args.image_size is None:  # photographs of mixed sizes: one grid for the network
+    resized = bool(photo_size) and args.image_size is None
+    if resized:  # photographs of mixed sizes: one grid for the network
         args.image_size = photo_size
     if args.stream:
         data = open_stream(args.dataset, split=args.split or "train")
@@ -220,7 +221,7 @@ def _train(args: argparse.Namespace, run: Path | None) -> None:
         name = args.model or photo_model or "ae"
         if photo_model and not args.model:
             chosen.append(f"model {photo_model} (photographs: finds and outlines defects; --model conv for a plain autoencoder)")
-        if photo_size and args.image_size == photo_size:
+        if resized:
             chosen.append(f"images resized to {photo_size}x{photo_size} (--image-size H[xW] for another size)")
         chosen += fill_images(model_class(name), data.shape, options)  # sized from the images
     model_class(name)  # an unknown model name fails before anything is written

@@ -175,7 +175,7 @@ def overlay(image: np.ndarray, heat: np.ndarray, outline: np.ndarray | None = No
 
     rgb = np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image[..., :3]
     rgb = rgb.astype(np.float32)
-    alpha = 0.7 * np.clip(heat, 0, 1)[..., None] ** 2  # squared: a map's low floor leaves the image as it is
+    alpha = np.minimum(0.85, 1.2 * np.clip(heat, 0, 1) ** 2)[..., None]  # squared: a map's low floor leaves the image as it is
     picture = rgb * (1 - alpha) + np.array([255.0, 0, 0]) * alpha
     for region, colour in ((truth, (0, 255, 0)), (outline, (255, 255, 0))):
         if region is not None and region.any():

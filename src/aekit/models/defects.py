@@ -56,10 +56,10 @@ def synthetic_defects(x: Tensor, share: float = 0.5) -> tuple[Tensor, Tensor]:
 
     A defect's shape is a blob of thresholded smooth noise (of a random scale,
     sometimes touching the border like a break) or a random-walk curve (a
-    crack); it is filled with another image of the batch, mirrored, with its
-    contrast and brightness changed (mostly darker), or (a third of them) with a
-    flat dark area, as where material is missing, and blended with the image
-    underneath by a random weight (DRAEM fills with foreign textures; a
+    crack); it is filled, a third each, with another image of the batch
+    (mirrored), or the image itself, its contrast and brightness changed (mostly
+    darker), or a flat dark area, as where material is missing; then blended with
+    the image underneath by a random weight (DRAEM fills with foreign textures; a
     product's own surface, changed, is harder to tell apart and so teaches more).
     Draws from torch's generator, so a seeded run is repeatable.
     """
@@ -67,18 +67,20 @@ def synthetic_defects(x: Tensor, share: float = 0.5) -> tuple[Tensor, Tensor]:
     device = x.device
     cells = 2 ** torch.randint(1, 5, (n,))
     blobs = torch.cat([smooth_noise(1, height, width, int(c), device) for c in cells])
-    threshold = 1.2 + torch.rand(n, 1, 1, 1, device=device)
+    threshold = 0.5 + 1.5 * torch.rand(n, 1, 1, 1, device=device)  # from a third of the image to specks
     masks = (blobs > threshold).float()
     crack = torch.rand(n, 1, 1, 1, device=device) < 0.4
     masks = torch.where(crack, curves(n, height, width, device), masks)
     masks = masks * (torch.rand(n, 1, 1, 1, device=device) < share)
-    donors = x.roll(1, 0).flip(-1)
     gain = 0.3 + 0.9 * torch.rand(n, 1, 1, 1, device=device)
     shift = -0.35 + 0.5 * torch.rand(n, 1, 1, 1, device=device)
-    textured = (donors * gain + shift).clamp(0, 1)
-    # or missing material: a flat dark area (a hole, a broken-off edge), with a little noise
+    # three kinds of fill: another image's surface (mirrored), changed; the image's own surface, changed (an
+    # uneven patch); missing material, a flat dark area (a hole, a broken-off edge) with a little noise
+    foreign = (x.roll(1, 0).flip(-1) * gain + shift).clamp(0, 1)
+    own = (x * gain + shift).clamp(0, 1)
     flat = (0.3 * torch.rand(n, 1, 1, 1, device=device) + 0.02 * torch.randn_like(x)).clamp(0, 1)
-    fill = torch.where(torch.rand(n, 1, 1, 1, device=device) < 1 / 3, flat, textured)
+    kind = torch.randint(0, 3, (n, 1, 1, 1), device=device)
+    fill = torch.where(kind == 0, foreign, torch.where(kind == 1, own, flat))
     keep = 0.6 * torch.rand(n, 1, 1, 1, device=device)  # how much of the image shows through the defect
     return x * (1 - masks) + (keep * x + (1 - keep) * fill) * masks, masks
 
