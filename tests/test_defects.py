@@ -63,9 +63,16 @@ def test_draem_scores_by_the_largest_window_mean_of_its_map():
     assert ((maps >= 0) & (maps <= 1)).all()
 
 
-def test_draem_composes_only_with_grids():
-    with pytest.raises(aekit.ConfigError, match="conv"):
-        aekit.get_model("draem", input_shape=(1, 16, 16), architecture="mlp")
+def test_draem_builds_on_every_architecture_for_images():
+    x = torch.rand(4, 1, 16, 16)
+    for architecture in ("mlp", "conv"):
+        model = aekit.get_model("draem", input_shape=(1, 16, 16), architecture=architecture, hidden=(32,) if architecture == "mlp" else None)
+        out = model.train()(x)
+        out.loss.backward()
+        assert out.x_hat.shape == x.shape and set(out.losses) == {"reconstruction", "segmentation"}
+        assert model.eval().anomaly_map(x).shape == (4, 16, 16)
+    with pytest.raises(aekit.ConfigError, match="segments images"):
+        aekit.get_model("draem", input_shape=(64,))
     with pytest.raises(aekit.ConfigError, match="segmentation_channels"):
         aekit.get_model("draem", input_shape=(1, 16, 16), segmentation_channels=[])
 

@@ -129,8 +129,9 @@ class DefectSegmenter(Autoencoder):
     """Finds and outlines defects in product images, trained on good images only (DRAEM, Zavrtanik et al. 2021).
 
     While training, a ``defect_share`` of the images get synthetic defects
-    (:func:`synthetic_defects`); the autoencoder (the ``conv`` architecture's
-    code map: no flat bottleneck, so detail survives) reconstructs the good
+    (:func:`synthetic_defects`); the autoencoder (by default the ``conv``
+    architecture's code map: no flat bottleneck, so detail survives; on ``mlp``, a
+    flat code) reconstructs the good
     image from them, and a U-Net (``segmentation_channels``) reads the input
     and its reconstruction and outputs, per pixel, the probability of a defect,
     trained with the focal loss against the pasted masks. Losses:
@@ -152,8 +153,8 @@ class DefectSegmenter(Autoencoder):
         The autoencoder's (``code_size``: channels of the code map; ``channels`` of the ``conv`` architecture).
     """
 
-    architectures = ("conv",)
-    architecture_note = "it segments images: its autoencoder must keep their grid."
+    architectures = ("mlp", "conv")
+    architecture_note = "it outlines defects in images, pixel by pixel; documents have no pixels."
 
     def __init__(self, segmentation_channels: Sequence[int] = (8, 16, 32, 64), defect_share: float = 0.5, window: float = 0.02, **options: Any) -> None:
         self.segmentation_channels = positive_ints("segmentation_channels", segmentation_channels)
@@ -162,7 +163,8 @@ class DefectSegmenter(Autoencoder):
         self.defect_share = check_range("defect_share", defect_share, 0.0, 1.0)
         self.window = check_range("window", window, 0.0, 1.0, low_open=True)
         options.setdefault("code_size", 16)
-        options.setdefault("channels", (16, 32))
+        if options.get("architecture", "conv") == "conv":
+            options.setdefault("channels", (16, 32))
         super().__init__(**options)
         if len(self.input_shape) != 3:
             raise ConfigError(f"the draem model segments images (channels, height, width), got input_shape={self.input_shape}.")
@@ -171,13 +173,18 @@ class DefectSegmenter(Autoencoder):
     def preferred_architecture(cls, input_shape: Sequence[int]) -> str:
         return "conv"
 
+    @property
+    def code_shape(self) -> tuple[int, int, int]:
+        """The shape of one code map: ``(code_size, h, w)`` over the architecture's grid."""
+        return (self.code_size, *self.architecture.map_size(self, 1))
+
     def build(self) -> None:
         self.encoder = self.architecture.map_encoder(self, self.code_size, 1)
         self.decoder = self.architecture.map_decoder(self, self.code_size, 1)
         self.segmenter = SegmentationHead(2 * self.input_shape[0], self.segmentation_channels)
 
     def decode_logits(self, z: Tensor) -> Tensor:
-        return self.decoder(z)
+        return self.decoder(z).reshape(-1, *self.output_shape)
 
     def segment(self, seen: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Scaled images -> (their code maps, their reconstructions' logits, the defect logits ``(batch, 1, h, w)``)."""
