@@ -221,7 +221,7 @@ def test_train_and_detect_on_a_photo_folder(tiles, tmp_path, capsys):
     assert overlay.size == (70, 72) and overlay.mode == "RGB"  # drawn over the image in its own size
     assert np.load(f"{maps}/hole/h0.npy").shape == (72, 70)
     assert main(["report", str(run), "-o", str(tmp_path / "report.html")]) == 0  # a folder of maps among the results
-    assert "pixel_roc_auc" in (tmp_path / "report.html").read_text()
+    assert "<th>pro</th>" in (tmp_path / "report.html").read_text()
 
 
 def test_defect_input_errors_are_one_line(tiles, tmp_path, capsys):
