@@ -122,6 +122,7 @@ CLI_OPTIONS = {
     "conv-vae": ["--option", "channels=[4]"],
     "vqvae": ["--option", "channels=[4]", "--option", "codebook_size=8"],
     "vae-gan": ["--option", "channels=[4]"],
+    "draem": ["--architecture", "conv", "--option", "channels=[4]", "--option", "segmentation_channels=[4,8]"],
     "recirculation": ["--optimizer", "sgd", "--lr", "0.5"],
     "sparse": ["--option", "penalty=kl", "--option", "rho=0.05"],
     "stacked": ["--pretrain-epochs", "1"],

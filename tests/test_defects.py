@@ -73,6 +73,8 @@ def test_draem_builds_on_every_architecture_for_images():
         assert model.eval().anomaly_map(x).shape == (4, 16, 16)
     with pytest.raises(aekit.ConfigError, match="segments images"):
         aekit.get_model("draem", input_shape=(64,))
+    with pytest.raises(aekit.ConfigError, match="input_scaling"):
+        aekit.get_model("draem", input_shape=(1, 16, 16), input_scaling="standard")
     with pytest.raises(aekit.ConfigError, match="segmentation_channels"):
         aekit.get_model("draem", input_shape=(1, 16, 16), segmentation_channels=[])
 
@@ -203,6 +205,7 @@ def tiles(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_train_and_detect_on_a_photo_folder(tiles, tmp_path, capsys):
     run = tmp_path / "run"
     argv = ["train", "--dataset", str(tiles / "train/good"), "--split", "all", "--out", str(run), "--epochs", "1", "--image-size", "32", "--quiet"]
@@ -224,6 +227,7 @@ def test_train_and_detect_on_a_photo_folder(tiles, tmp_path, capsys):
     assert "<th>pro</th>" in (tmp_path / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_defect_input_errors_are_one_line(tiles, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--dataset", str(tiles / "train/good"), "--split", "all", "--out", str(run), "--epochs", "1", "--image-size", "32", "--quiet"]) == 0

@@ -130,12 +130,12 @@ class DefectSegmenter(Autoencoder):
 
     While training, a ``defect_share`` of the images get synthetic defects
     (:func:`synthetic_defects`); the autoencoder (by default the ``conv``
-    architecture's code map: no flat bottleneck, so detail survives; on ``mlp``, a
-    flat code) reconstructs the good
-    image from them, and a U-Net (``segmentation_channels``) reads the input
-    and its reconstruction and outputs, per pixel, the probability of a defect,
-    trained with the focal loss against the pasted masks. Losses:
-    ``reconstruction`` (squared error to the good image) and ``segmentation``.
+    architecture's code map: no flat bottleneck, so detail survives; on ``mlp``,
+    a flat code) reconstructs the good image from them, and a U-Net
+    (``segmentation_channels``) reads the input and its reconstruction and
+    outputs, per pixel, the probability of a defect, trained with the focal loss
+    against the pasted masks. Losses: ``reconstruction`` (squared error to the
+    good image) and ``segmentation``. Pixels must be in [0, 1] (no ``input_scaling``).
 
     The anomaly map (:meth:`anomaly_map`) is that probability; the image's score
     is the largest mean of the map over a ``window`` (a share of the image's
@@ -168,6 +168,8 @@ class DefectSegmenter(Autoencoder):
         super().__init__(**options)
         if len(self.input_shape) != 3:
             raise ConfigError(f"the draem model segments images (channels, height, width), got input_shape={self.input_shape}.")
+        if self.input_scaling is not None:
+            raise ConfigError("the draem model pastes defects into pixels in [0, 1]; leave input_scaling unset.")
 
     @classmethod
     def preferred_architecture(cls, input_shape: Sequence[int]) -> str:
