@@ -224,12 +224,13 @@ class DefectSegmenter(Autoencoder):
         """Where each image is flagged, in its own pixel grid ``sizes``: the pixels whose :meth:`score_map` is above
         ``threshold``, the image score's threshold (so a flagged image always shows where, and a good image is
         outlined anywhere no more often than it is flagged: the conformal rate holds for the outlines too)."""
-        from ..apps.common import batched
+        from ..apps.common import batched, device_of
         from ..apps.segment import resize_map
 
         self.eval()
+        device = device_of(self)
         with torch.no_grad():
-            maps = batched(lambda b: self.score_map(b.to(next(self.parameters()).device)).float().cpu(), x, 16)
+            maps = batched(lambda b: self.score_map(b.to(device)).float().cpu(), x, 16)
         return [resize_map(m, size) > threshold for m, size in zip(maps, sizes)]
 
     def feature_errors(self, x: Tensor) -> Tensor:
