@@ -57,9 +57,13 @@ def test_draem_scores_by_the_largest_window_mean_of_its_map():
         scores = model.anomaly_score(x).numpy()
     k = model.window_pixels()
     assert k % 2 == 1 and k == 7  # a quarter of the shorter side, odd
-    for m, score in zip(maps, scores):  # brute force: every window, clipped at the border like count_include_pad=False
-        best = max(m[max(0, i - k // 2): i + k // 2 + 1, max(0, j - k // 2): j + k // 2 + 1].mean() for i in range(24) for j in range(30))
-        assert score == pytest.approx(best, rel=1e-5)
+    threshold = float(np.median(scores))
+    outlines = model.outline_maps(torch.from_numpy(maps), [(24, 30)] * 3, threshold)
+    for m, score, outline in zip(maps, scores, outlines):  # brute force: every window, clipped at the border
+        means = np.array([[m[max(0, i - k // 2): i + k // 2 + 1, max(0, j - k // 2): j + k // 2 + 1].mean() for j in range(30)] for i in range(24)])
+        assert score == pytest.approx(means.max(), rel=1e-5)
+        far = np.abs(means - threshold) > 1e-6  # the outline: the windows above the image score's threshold
+        assert (outline[far] == (means > threshold)[far]).all()
     assert ((maps >= 0) & (maps <= 1)).all()
 
 
@@ -80,6 +84,35 @@ def test_draem_builds_on_every_architecture_for_images():
 
 
 @pytest.mark.slow
+def test_draem_validates_on_the_same_synthetic_defects_every_epoch():
+    torch.manual_seed(0)
+    model = aekit.get_model("draem", input_shape=(1, 16, 16), defect_share=1.0).eval()
+    x = torch.rand(6, 1, 16, 16)
+    state = torch.get_rng_state()
+    with torch.no_grad():
+        first, second = model(x).losses, model(x).losses
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's generator is left as it was
+    assert first["segmentation"].item() == second["segmentation"].item()
+    with torch.no_grad():  # with defects to find, the untrained head's loss is not the loss of a blank mask
+        logits = model.segment(x)[2]
+    assert first["segmentation"].item() != pytest.approx(focal_loss(logits, torch.zeros_like(logits)).mean().item(), rel=1e-3)
+
+
+def test_the_best_epoch_is_chosen_by_the_models_monitored_term():
+    from aekit.training.trainer import RunState
+
+    model = aekit.get_model("draem", input_shape=(1, 8, 8))
+    state = RunState()
+    for epoch, (loss, segmentation) in enumerate([(1.0, 0.5), (2.0, 0.3), (0.5, 0.4)], 1):
+        state.add({"epoch": epoch, "train_loss": loss, "val_loss": loss, "val_segmentation": segmentation}, model)
+    assert model.monitor == "segmentation" and state.history.best_epoch == 2
+    plain = aekit.get_model("ae", input_shape=(4,))
+    state = RunState()
+    for epoch, (loss, segmentation) in enumerate([(1.0, 0.5), (2.0, 0.3), (0.5, 0.4)], 1):
+        state.add({"epoch": epoch, "train_loss": loss, "val_loss": loss, "val_segmentation": segmentation}, plain)
+    assert state.history.best_epoch == 3
+
+
 def test_draem_learns_to_find_a_defect_it_never_saw():
     """Stripes as the product; trained on good stripes with synthetic defects, it must find a dark square."""
     torch.manual_seed(0)

@@ -119,7 +119,7 @@ def _pixel_level(args, run: Path, stem: str, model, data, result) -> tuple[dict,
     ``--maps``, or by default for a model that outlines defects or with ``--masks``), and with ``--masks`` the
     pixel-level ROC AUC and PRO. Returns the numbers and the folder of maps."""
     from ..runs import read_spec
-    from .segment import anomaly_maps, find_masks, image_size, pixel_roc_auc, pro, read_mask, write_overlays
+    from .segment import find_masks, image_size, model_maps, pixel_roc_auc, pro, read_mask, resize_map, write_overlays
 
     wanted = args.masks is not None or args.maps is not None or hasattr(model, "anomaly_map")
     if len(model.input_shape) != 3 or not wanted:
@@ -132,13 +132,14 @@ def _pixel_level(args, run: Path, stem: str, model, data, result) -> tuple[dict,
             raise DataError(f"--masks and --maps need images read from a folder (--dataset DIR); {data.name} is not one.")
         return {}, None
     sizes = [image_size(folder / i) for i in data.ids]
-    maps = anomaly_maps(model, data.x, sizes=sizes)
+    grid = model_maps(model, data.x)  # one pass of the network: the maps, and the outlines read from them
+    maps = [resize_map(m, size) for m, size in zip(grid, sizes)]
     found = find_masks(Path(args.masks).expanduser(), folder, data.ids) if args.masks is not None else {}
     truth = [read_mask(found[i], size, folder / i) if i in found else np.zeros(size, bool) for i, size in zip(data.ids, sizes)]
     numbers: dict = {}
     if args.masks is not None:
         numbers = {"pixel_roc_auc": pixel_roc_auc(maps, truth), "pro": pro(maps, truth), "masks": len(found)}
-    outlines = model.outline_maps(data.x, sizes, result.threshold) if hasattr(model, "outline_maps") else None
+    outlines = model.outline_maps(grid, sizes, result.threshold) if hasattr(model, "outline_maps") else None
     where = Path(args.maps).expanduser() if args.maps is not None else run / RESULTS / f"{stem}-maps"
     write_overlays(where, folder, data.ids, maps, outlines, truth if found else None, npy=args.maps_npy)
     return numbers, where

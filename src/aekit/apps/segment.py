@@ -60,17 +60,24 @@ def anomaly_maps(model: nn.Module, images: Any, sizes: Sequence[tuple[int, int]]
     if x.dim() != 4 or x.shape[1] != shape[0]:
         raise DataError(f"images must be (n, {shape[0]}, H, W) for this model, got shape {tuple(x.shape)}.")
     own = tuple(x.shape[-2:])
-    if own != shape[1:]:
-        x = F.interpolate(x, size=shape[1:], mode="bilinear", align_corners=False)
-    model.eval()
-    device = device_of(model)
-    with torch.no_grad():
-        maps = batched(lambda b: pixel_map(model, b.to(device)).float().cpu(), x, 16)
+    maps = model_maps(model, x)
     if sizes is not None:
         if len(sizes) != len(maps):
             raise DataError(f"{len(sizes)} sizes for {len(maps)} images.")
         return [resize_map(m, size) for m, size in zip(maps, sizes)]
     return np.stack([resize_map(m, own) for m in maps]) if own != shape[1:] else maps.numpy()
+
+
+def model_maps(model: nn.Module, x: Tensor) -> Tensor:
+    """Images ``(n, channels, H, W)`` -> their anomaly maps at the model's input size ``(n, h, w)`` (images of another
+    size are resized to it first, bilinear), on the CPU."""
+    shape = tuple(model.input_shape)
+    if tuple(x.shape[-2:]) != shape[1:]:
+        x = F.interpolate(x, size=shape[1:], mode="bilinear", align_corners=False)
+    model.eval()
+    device = device_of(model)
+    with torch.no_grad():
+        return batched(lambda b: pixel_map(model, b.to(device)).float().cpu(), x, 16)
 
 
 def resize_map(m: Tensor, size: tuple[int, int]) -> np.ndarray:

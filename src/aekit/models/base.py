@@ -208,6 +208,8 @@ class Autoencoder(nn.Module):
     #: The architectures this objective builds on (None: every one), and why it is limited to them.
     architectures: tuple[str, ...] | None = None
     architecture_note = ""
+    #: The loss term (or ``loss``, the total) whose validation value picks the best epoch (``restore_best``).
+    monitor = "loss"
     #: Prefixes of weights that a checkpoint of an earlier aekit may lack (they keep their initial values).
     optional_weights: tuple[str, ...] = ()
 

@@ -85,6 +85,10 @@ def synthetic_defects(x: Tensor, share: float = 0.5) -> tuple[Tensor, Tensor]:
     return x * (1 - masks) + (keep * x + (1 - keep) * fill) * masks, masks
 
 
+#: Seeds the synthetic defects of validation images (the same every epoch).
+VALIDATION_SEED = 0
+
+
 def conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
@@ -155,6 +159,9 @@ class DefectSegmenter(Autoencoder):
 
     architectures = ("mlp", "conv")
     architecture_note = "it outlines defects in images, pixel by pixel; documents have no pixels."
+    #: The best epoch is the one that finds the synthetic defects of the held-out images best (not the one that
+    #: reconstructs best: a sharper restoration does not mean a surer segmentation).
+    monitor = "segmentation"
 
     def __init__(self, segmentation_channels: Sequence[int] = (8, 16, 32, 64), defect_share: float = 0.5, window: float = 0.02, **options: Any) -> None:
         self.segmentation_channels = positive_ints("segmentation_channels", segmentation_channels)
@@ -196,8 +203,12 @@ class DefectSegmenter(Autoencoder):
 
     def forward(self, x: Tensor):
         x = self.scale(self.as_batch(x))
-        # evaluation (validation) scores the good images as they are: every pixel should say "no defect"
-        seen, masks = synthetic_defects(x, self.defect_share) if self.training else (x, torch.zeros_like(x[:, :1]))
+        if self.training:
+            seen, masks = synthetic_defects(x, self.defect_share)
+        else:  # validation: the same defects in the same held-out images every epoch, so that epochs compare
+            with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+                torch.manual_seed(VALIDATION_SEED)
+                seen, masks = synthetic_defects(x, self.defect_share)
         z, logits, defects = self.segment(seen)
         losses = {"reconstruction": self.reconstruction_nll(logits, x).mean(), "segmentation": focal_loss(defects, masks).mean()}
         return self.output(logits, z, losses)
@@ -211,27 +222,28 @@ class DefectSegmenter(Autoencoder):
         side = max(1, round(self.window * min(self.input_shape[1:])))
         return side + 1 - side % 2
 
-    def score_map(self, x: Tensor) -> Tensor:
-        """The anomaly map averaged over a window of :meth:`window_pixels` around every pixel: ``(batch, h, w)``."""
+    def window_mean(self, maps: Tensor) -> Tensor:
+        """Maps ``(batch, h, w)`` averaged over a window of :meth:`window_pixels` around every pixel (clipped at the
+        border): what the score and the outlines read."""
         k = self.window_pixels()
-        return F.avg_pool2d(self.anomaly_map(x).unsqueeze(1), k, 1, k // 2, count_include_pad=False)[:, 0]
+        return F.avg_pool2d(maps.unsqueeze(1), k, 1, k // 2, count_include_pad=False)[:, 0]
+
+    def score_map(self, x: Tensor) -> Tensor:
+        """The anomaly map averaged over a window around every pixel (:meth:`window_mean`): ``(batch, h, w)``."""
+        return self.window_mean(self.anomaly_map(x))
 
     def anomaly_score(self, x: Tensor) -> Tensor:
         """The largest value of :meth:`score_map`: the image's most defect-like window."""
         return self.score_map(x).flatten(1).amax(1)
 
-    def outline_maps(self, x: Tensor, sizes: Sequence[tuple[int, int]], threshold: float) -> list:
-        """Where each image is flagged, in its own pixel grid ``sizes``: the pixels whose :meth:`score_map` is above
-        ``threshold``, the image score's threshold (so a flagged image always shows where, and a good image is
-        outlined anywhere no more often than it is flagged: the conformal rate holds for the outlines too)."""
-        from ..apps.common import batched, device_of
+    def outline_maps(self, maps: Tensor, sizes: Sequence[tuple[int, int]], threshold: float) -> list:
+        """Where each image is flagged, in its own pixel grid ``sizes``, from its :meth:`anomaly_map` ``maps`` at the
+        model's size: the pixels whose window mean is above ``threshold``, the image score's threshold (so a flagged
+        image always shows where, and a good image is outlined anywhere no more often than it is flagged: the
+        conformal rate holds for the outlines too)."""
         from ..apps.segment import resize_map
 
-        self.eval()
-        device = device_of(self)
-        with torch.no_grad():
-            maps = batched(lambda b: self.score_map(b.to(device)).float().cpu(), x, 16)
-        return [resize_map(m, size) > threshold for m, size in zip(maps, sizes)]
+        return [resize_map(m, size) > threshold for m, size in zip(self.window_mean(maps), sizes)]
 
     def feature_errors(self, x: Tensor) -> Tensor:
         """The anomaly map for every channel of the image, ``(batch, *input_shape)``: what pictures of errors draw."""

@@ -99,7 +99,9 @@ class RunState:
         """Log a finished epoch; True (and its weights kept) when it is the best so far."""
         self.history.records.append(record)
         self.epoch = record["epoch"]
-        score = record.get("val_loss", record["train_loss"])
+        # the model's own measure of a good epoch (a loss term's name), else its whole loss
+        monitor = getattr(model, "monitor", "loss")  # plain nn.Modules train too
+        score = record.get(f"val_{monitor}", record.get(f"train_{monitor}", record["train_loss"]))
         if not score < self.best:
             self.since_best += 1
             return False
