@@ -213,6 +213,10 @@ def test_masks_are_found_in_the_mvtec_layout_and_beside_the_images(tmp_path):
     _photo(tmp_path / "beside/d.png", 64, 70, 3)  # a PNG image without a JPEG twin is an image
     files = sorted((tmp_path / "beside").iterdir())
     assert masks_beside(files) == {tmp_path / "beside/c.png"}
+    # the rule find_masks reads by: a lossless <stem>.bmp beside <stem>.jpg is a mask; a PNG and a BMP of one stem
+    # are both images (neither format is only for masks' twins); <stem>_mask.tif beside any image is a mask
+    names = [tmp_path / n for n in ("f.jpg", "f.bmp", "g.png", "g.bmp", "h.png", "h_mask.tif")]
+    assert masks_beside(names) == {tmp_path / "f.bmp", tmp_path / "h_mask.tif"}
     assert find_masks(tmp_path / "beside", tmp_path / "beside", ["c.jpg", "d.png"]) == {"c.jpg": tmp_path / "beside/c.png"}
     assert aekit.load_dataset(str(tmp_path / "beside"), split="all").ids == ["c.jpg", "d.png"]
 

@@ -119,7 +119,8 @@ def _pixel_level(args, run: Path, stem: str, model, data, result) -> tuple[dict,
     ``--maps``, or by default for a model that outlines defects or with ``--masks``), and with ``--masks`` the
     pixel-level ROC AUC and PRO. Returns the numbers and the folder of maps."""
     from ..runs import read_spec
-    from .segment import find_masks, image_size, model_maps, pixel_roc_auc, pro, read_mask, resize_map, write_overlays
+    from ..data.files import image_size
+    from .segment import find_masks, model_maps, pixel_roc_auc, pro, read_mask, resize_map, write_overlays
 
     wanted = args.masks is not None or args.maps is not None or hasattr(model, "anomaly_map")
     if len(model.input_shape) != 3 or not wanted:

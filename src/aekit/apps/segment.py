@@ -18,12 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.files import MASK_FORMATS, MASK_SUFFIXES
 from ..errors import DataError
 from .common import batched, device_of
 from .detect import as_rows
 
-#: Mask files: the MVTec AD name (``ground_truth/<kind>/<stem>_mask.png``), else the image's own stem.
-MASK_SUFFIXES = ("_mask.png", ".png", "_mask.bmp", ".bmp", "_mask.tif", ".tif")
 
 
 def pixel_map(model: nn.Module, x: Tensor) -> Tensor:
@@ -87,17 +86,6 @@ def resize_map(m: Tensor, size: tuple[int, int]) -> np.ndarray:
     return F.interpolate(m[None, None], size=tuple(size), mode="bilinear", align_corners=False)[0, 0].numpy().astype(np.float32)
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file, from its header."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return image.size[1], image.size[0]
-    except Exception as exc:  # noqa: BLE001 - any unreadable file, in one line
-        raise DataError(f"cannot read image {path} ({exc}); remove or replace it.") from None
-
-
 def read_mask(path: Path, size: tuple[int, int], image: Path) -> np.ndarray:
     """A defect mask as booleans (pixels above half the mask's range), checked to be ``size`` (its image's)."""
     from PIL import Image
@@ -133,7 +121,7 @@ def find_masks(masks: Path, images: Path, ids: Sequence[str]) -> dict[str, Path]
                 break
     used = {p.resolve() for p in found.values()}
     for file in sorted(masks.rglob("*")):
-        if file.is_file() and file.suffix.lower() in {".png", ".bmp", ".tif"} and file.resolve() not in used | image_files:
+        if file.is_file() and file.suffix.lower() in MASK_FORMATS and file.resolve() not in used | image_files:
             relative = file.relative_to(masks).with_name(file.stem.removesuffix("_mask"))
             raise DataError(f"mask {file} belongs to no image of {images} (no {relative}.* there); remove it or fix its name.")
     return found

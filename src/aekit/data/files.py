@@ -288,17 +288,25 @@ GREY_MODES = ("1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 DEEP_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")  # more than 8 bits a pixel
 
 
-def image_folder_sizes(path: Path) -> list[tuple[int, int]]:
-    """The (height, width) of every image under ``path``, from the files' headers (nothing decoded); [] for a
-    folder without images. An unreadable file is left to :func:`read_image_folder` to name."""
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file, from its header (nothing decoded)."""
     from PIL import Image
 
+    try:
+        with Image.open(path) as image:
+            return image.size[1], image.size[0]
+    except Exception as exc:  # noqa: BLE001 - any unreadable file, in one line
+        raise DataError(f"cannot read image {path} ({exc}); remove or replace it.") from None
+
+
+def image_folder_sizes(path: Path) -> list[tuple[int, int]]:
+    """The (height, width) of every image under ``path`` (:func:`image_size`); [] for a folder without images. An
+    unreadable file is left to :func:`read_image_folder` to name."""
     sizes = []
     for file in sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
         try:
-            with Image.open(file) as image:
-                sizes.append((image.size[1], image.size[0]))
-        except Exception:  # noqa: BLE001 - any unreadable file: read_image_folder says which, in one line
+            sizes.append(image_size(file))
+        except DataError:  # read_image_folder says which, in one line
             continue
     return sizes
 
@@ -359,21 +367,27 @@ def read_image_folder(path: Path, image_size: tuple[int, int] | None = None, cha
     return RawData(np.stack(arrays), y, pixel_max=1.0 if deep else 255.0, classes=classes if y is not None else None, ids=ids)
 
 
+#: Defect-mask files, most specific first: the MVTec AD name (``<stem>_mask.png``), else the image's own stem in a
+#: lossless format (``<stem>.png`` beside ``<stem>.jpg``: the magnetic-tile layout).
+MASK_SUFFIXES = ("_mask.png", ".png", "_mask.bmp", ".bmp", "_mask.tif", ".tif")
+MASK_FORMATS = {".png", ".bmp", ".tif"}
+
+
 def masks_beside(files: list[Path]) -> set[Path]:
-    """The files among ``files`` that are defect masks of other images beside them: ``<stem>_mask.png`` beside an
-    image ``<stem>.*``, or ``<stem>.png`` beside ``<stem>.jpg`` (or another non-PNG image; the magnetic-tile
-    layout)."""
+    """The files among ``files`` that are defect masks of other images beside them (:data:`MASK_SUFFIXES`):
+    ``<stem>_mask.png`` beside an image ``<stem>.*``, or ``<stem>.png`` beside ``<stem>.jpg`` (an image of the same
+    stem in a format masks are not saved in)."""
     stems: dict[Path, list[str]] = {}
     for f in files:
         stems.setdefault(f.with_suffix(""), []).append(f.suffix.lower())
     masks = set()
     for f in files:
-        stem = f.with_suffix("")
-        if f.suffix.lower() != ".png":
+        if f.suffix.lower() not in MASK_FORMATS:
             continue
-        if stem.name.endswith("_mask") and stem.with_name(stem.name[: -len("_mask")]) in stems:
+        stem = f.with_suffix("")
+        if stem.name.endswith("_mask") and stem.with_name(stem.name.removesuffix("_mask")) in stems:
             masks.add(f)
-        elif any(suffix != ".png" for suffix in stems[stem]):
+        elif any(suffix not in MASK_FORMATS for suffix in stems[stem]):
             masks.add(f)
     return masks
 
