@@ -18,6 +18,17 @@ def test_kth_neighbour_distance_matches_brute_force():
         torch.testing.assert_close(kth_neighbour_distance(rows, bank, k), expected, rtol=1e-4, atol=1e-4)
 
 
+def test_kth_smallest_is_the_same_on_every_path():
+    from aekit.models.ensemble import kth_smallest
+
+    values = torch.randn(3, 9, 40, generator=torch.Generator().manual_seed(2))
+    for k in (1, 16, 40):
+        expected = values.sort(-1).values[..., k - 1]
+        assert torch.equal(kth_smallest(values, k), expected)  # NumPy's selection (CPU, no gradient)
+        graded = values.clone().requires_grad_()
+        assert torch.equal(kth_smallest(graded, k).detach(), expected)  # topk, which autograd and ONNX run
+
+
 def fitted(members=3, rows=40, **options):
     g = torch.Generator().manual_seed(1)
     x = torch.randn(rows, members, 4, generator=g) * torch.tensor([1.0, 2.0, 3.0, 4.0]) + 5

@@ -21,6 +21,7 @@ import functools
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -62,8 +63,18 @@ def kth_neighbour_distance(rows: Tensor, bank: Tensor, k: int) -> Tensor:
     matrix product (``|a|^2 - 2 a.b + |b|^2``), which ONNX can express; ``|a|^2`` is the same for every bank row,
     so it is added (and the result clamped at 0 against rounding) after the k-th smallest is found."""
     partial = torch.baddbmm(bank.pow(2).sum(-1).unsqueeze(1), rows, bank.transpose(1, 2), alpha=-2)
-    kth = partial.topk(min(k, bank.shape[1]), dim=-1, largest=False, sorted=False).values.amax(-1)
+    kth = kth_smallest(partial, min(k, bank.shape[1]))
     return (kth + rows.pow(2).sum(-1)).clamp_min(0).sqrt()
+
+
+def kth_smallest(values: Tensor, k: int) -> Tensor:
+    """The ``k``-th smallest value along the last dimension (``k`` from 1). On the CPU, outside autograd and export,
+    NumPy's selection (introselect): 2.5x faster than ``topk`` on two threads (the neighbour term of half a
+    million rows is most of their scoring time), on one thread, so it does not stall when another process takes a
+    core; else ``topk``, which ONNX and the GPU run."""
+    if values.device.type == "cpu" and not values.requires_grad and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
+        return torch.from_numpy(np.partition(values.detach().numpy(), k - 1, axis=-1)[..., k - 1])
+    return values.topk(k, dim=-1, largest=False, sorted=False).values.amax(-1)
 
 
 def mahalanobis_sq(z: Tensor, mean: Tensor, precision: Tensor) -> Tensor:
