@@ -83,7 +83,6 @@ def test_draem_builds_on_every_architecture_for_images():
         aekit.get_model("draem", input_shape=(1, 16, 16), segmentation_channels=[])
 
 
-@pytest.mark.slow
 def test_draem_validates_on_the_same_synthetic_defects_every_epoch():
     torch.manual_seed(0)
     model = aekit.get_model("draem", input_shape=(1, 16, 16), defect_share=1.0).eval()
@@ -113,6 +112,7 @@ def test_the_best_epoch_is_chosen_by_the_models_monitored_term():
     assert state.history.best_epoch == 3
 
 
+@pytest.mark.slow
 def test_draem_learns_to_find_a_defect_it_never_saw():
     """Stripes as the product; trained on good stripes with synthetic defects, it must find a dark square."""
     torch.manual_seed(0)

@@ -24,7 +24,6 @@ from .common import batched, device_of
 from .detect import as_rows
 
 
-
 def pixel_map(model: nn.Module, x: Tensor) -> Tensor:
     """A batch's anomaly maps ``(batch, h, w)`` at the model's input size: the model's own :meth:`anomaly_map`,
     else the squared reconstruction error summed over the channels."""
