@@ -471,8 +471,10 @@ def test_optimizer_state_of_the_wrong_shape_is_refused_not_run(finished_run, tmp
 
 @pytest.fixture
 def keeps_sigint():
-    """The launcher leaves SIGINT ignored once interrupted (the command then exits); this process goes on."""
+    """SIGINT handled as in a user's terminal (Python's default handler: a suite started as a shell's background
+    job inherits SIGINT ignored), and restored after: the launcher leaves it ignored once interrupted."""
     handler = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, handler)
 
