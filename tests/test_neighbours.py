@@ -27,6 +27,8 @@ def test_kth_smallest_is_the_same_on_every_path():
         assert torch.equal(kth_smallest(values, k), expected)  # NumPy's selection (CPU, no gradient)
         graded = values.clone().requires_grad_()
         assert torch.equal(kth_smallest(graded, k).detach(), expected)  # topk, which autograd and ONNX run
+        half = values.bfloat16()  # what a matrix product gives under CPU autocast: NumPy has no such dtype
+        assert torch.equal(kth_smallest(half, k), half.sort(-1).values[..., k - 1])
 
 
 def fitted(members=3, rows=40, **options):

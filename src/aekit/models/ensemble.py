@@ -71,9 +71,10 @@ def kth_smallest(values: Tensor, k: int) -> Tensor:
     """The ``k``-th smallest value along the last dimension (``k`` from 1). On the CPU, outside autograd and export,
     NumPy's selection (introselect): 2.5x faster than ``topk`` on two threads (the neighbour term of half a
     million rows is most of their scoring time), on one thread, so it does not stall when another process takes a
-    core; else ``topk``, which ONNX and the GPU run."""
-    if values.device.type == "cpu" and not values.requires_grad and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
-        return torch.from_numpy(np.partition(values.detach().numpy(), k - 1, axis=-1)[..., k - 1])
+    core; else ``topk``, which ONNX, the GPU and NumPy-less dtypes (bfloat16, under autocast) run."""
+    numpy_ready = values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64) and not values.requires_grad
+    if numpy_ready and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
+        return torch.from_numpy(np.partition(values.numpy(), k - 1, axis=-1)[..., k - 1])
     return values.topk(k, dim=-1, largest=False, sorted=False).values.amax(-1)
 
 
