@@ -83,6 +83,62 @@ def test_draem_builds_on_every_architecture_for_images():
         aekit.get_model("draem", input_shape=(1, 16, 16), segmentation_channels=[])
 
 
+def test_members_read_the_whole_input_or_their_share_of_its_channels():
+    from aekit.models.defects import Members
+
+    torch.manual_seed(0)
+    convs = [torch.nn.Conv2d(2, 3, 1) for _ in range(2)]
+    x = torch.rand(4, 2, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(Members(convs, split=False)(x), torch.cat([convs[0](x), convs[1](x)], 1))
+        pairs = torch.rand(4, 4, 5, 5)
+        torch.testing.assert_close(Members(convs, split=True)(pairs), torch.cat([convs[0](pairs[:, :2]), convs[1](pairs[:, 2:])], 1))
+
+
+def single_members(model):
+    """One-network draem models holding each member's weights of ``model``."""
+    singles = []
+    for i in range(model.members):
+        single = aekit.get_model("draem", **{**model.config, "members": 1}).eval()
+        for name in ("encoder", "decoder", "segmenter"):
+            getattr(single, name).load_state_dict(getattr(model, name)[i].state_dict())
+        singles.append(single)
+    return singles
+
+
+def test_draem_members_average_their_maps_and_losses():
+    torch.manual_seed(0)
+    model = aekit.get_model("draem", input_shape=(1, 12, 16), members=3, defect_share=1.0, channels=(4,), segmentation_channels=(4, 8)).eval()
+    x = torch.rand(5, 1, 12, 16)
+    singles = single_members(model)
+    with torch.no_grad():
+        torch.testing.assert_close(model.anomaly_map(x), torch.stack([m.anomaly_map(x) for m in singles]).mean(0))
+        losses = model(x).losses
+        alone = [m(x).losses for m in singles]  # validation: the same seeded defects for every member
+        for term in ("reconstruction", "segmentation"):
+            torch.testing.assert_close(losses[term], torch.stack([a[term] for a in alone]).mean())
+        codes = model.encode(x)
+        assert codes.shape == (5, *model.code_shape) == (5, 3 * model.code_size, 6, 8)
+        torch.testing.assert_close(codes, torch.cat([m.encode(x) for m in singles], 1))
+        restored = torch.sigmoid(torch.stack([m.decode_logits(m.encode(x)) for m in singles]).mean(0))  # mean logits
+        torch.testing.assert_close(model.decode(codes), restored)
+
+
+def test_draem_runs_saved_before_members_existed_load_as_one_network(tmp_path):
+    torch.manual_seed(0)
+    model = aekit.get_model("draem", input_shape=(1, 12, 16), members=1, channels=(4,), segmentation_channels=(4, 8)).eval()
+    aekit.save(model, tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["options"]["members"]  # as an earlier aekit wrote it
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    loaded = aekit.load(tmp_path / "old")
+    x = torch.rand(2, 1, 12, 16)
+    assert loaded.members == 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.anomaly_map(x), model.anomaly_map(x))
+    assert aekit.get_model("draem", input_shape=(1, 12, 16)).members == 2  # new models: two
+
+
 def test_draem_validates_on_the_same_synthetic_defects_every_epoch():
     torch.manual_seed(0)
     model = aekit.get_model("draem", input_shape=(1, 16, 16), defect_share=1.0).eval()
@@ -256,6 +312,9 @@ def test_train_and_detect_on_a_photo_folder(tiles, tmp_path, capsys):
     assert 0 <= said["pixel_roc_auc"] <= 1 and 0 <= said["pro"] <= 1 and said["masks"] == 4 and said["roc_auc"] is not None
     table = pd.read_csv(scores)
     assert sorted(table["id"]) == sorted([f"good/g{i}.jpg" for i in range(4)] + [f"hole/h{i}.jpg" for i in range(4)])
+    images = aekit.load_dataset(str(tiles / "test"), split="all", image_size=32)  # the scores were read from the maps: the same
+    expected = dict(zip(images.ids, aekit.apps.anomaly_scores(model, images.x)))
+    np.testing.assert_allclose(table["score"], [expected[i] for i in table["id"]], rtol=1e-5)
     maps = next(p for p in said["wrote"] if p.endswith("-maps"))
     overlay = Image.open(f"{maps}/hole/h0.png")
     assert overlay.size == (70, 72) and overlay.mode == "RGB"  # drawn over the image in its own size

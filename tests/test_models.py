@@ -35,7 +35,7 @@ SMALL = {
     "recirculation": {"input_shape": (12,)},
     "ensemble": {"input_shape": (12,), "hidden": (8,), "members": 1},
     "hashing": {"input_shape": (12,), "hidden": (8,)},  # one member: its code is (batch, code_size)
-    "draem": {"input_shape": (1, 6, 5), "channels": (4,), "segmentation_channels": (4, 8)},  # codes of shape (3, 3, 3)
+    "draem": {"input_shape": (1, 6, 5), "channels": (4,), "segmentation_channels": (4, 8)},  # codes of shape (6, 3, 3): two members
 }
 
 

@@ -72,8 +72,9 @@ def build_from_config(config: Any, source: Path) -> nn.Module:
         raise CheckpointError(f"{source} has checkpoint format {version!r}; this aekit reads formats 1 to {FORMAT_VERSION}: upgrade aekit (pip install -U aekit).")
     try:
         cls = model_class(config["model"])
-        inspect.signature(cls).bind(**config["options"])
-        return cls(**config["options"])
+        options = {**getattr(cls, "older_defaults", {}), **config["options"]}  # an earlier aekit's meaning of a missing option
+        inspect.signature(cls).bind(**options)
+        return cls(**options)
     except TypeError as exc:
         raise CheckpointError(f"{source}: options do not match model {config['model']!r} ({exc}).") from None
     except AekitError as exc:

@@ -65,8 +65,8 @@ def fill_tabular(cls: type, n_features: int, options: dict[str, object], input_s
 #: default model finds defects (``draem``), at ``PHOTO_SIZE`` x ``PHOTO_SIZE`` pixels when they differ in size or are
 #: larger (resized, aspect ratio not kept; anomaly maps are resized back to each image's own grid).
 PHOTO_SIDE, PHOTO_SIZE = 64, 128
-#: Optimiser steps of the defect detector (batches of 16), whatever the number of images: about 7 minutes
-#: on 2 CPU cores at 128 x 128 pixels.
+#: Optimiser steps of the defect detector (batches of 16), whatever the number of images: about 12 minutes
+#: on 2 CPU cores at 128 x 128 pixels with its two members.
 PHOTO_STEPS, PHOTO_BATCH = 1200, 16
 #: Good photographs held out to calibrate the threshold: more than other images' 5%, as a set of photographs
 #: is small (700 tiles: 70 calibration scores, so that a 5% false-alarm rate is not set by the largest one).

@@ -71,6 +71,7 @@ def cmd_denoise(args):
 
 def cmd_detect(args):
     from .detect import detect, feature_contributions, plot_score_histogram
+    from .segment import model_maps
 
     run = Path(args.run)
     model, data = load(args.run), _data(args, "test")
@@ -97,9 +98,11 @@ def cmd_detect(args):
     elif args.contamination is None and args.percentile is None:
         print(f"aekit: {run} has no calibration scores (trained before aekit saved them): flagging the top 10% of the scored rows", file=sys.stderr)
     reference = _data(argparse.Namespace(**{**vars(args), "split": args.reference_split}), "train").x if args.reference_split else None
+    grid = model_maps(model, data.x) if hasattr(model, "map_score") else None  # one pass of the network: scores, maps, outlines
     result = detect(
         model, data.x, anomalous, calibration=calibration, false_alarm_rate=args.false_alarm_rate,
         reference=reference, contamination=args.contamination, percentile=args.percentile,
+        scores=None if grid is None else model.map_score(grid).double().numpy(),
     )
     warn_duplicate_ids(data)
     if table:
@@ -109,15 +112,16 @@ def cmd_detect(args):
     maps = None
     if len(model.input_shape) == 3 and run.is_dir():  # images: where the most anomalous ones differ, pixel by pixel
         maps = draw_anomaly_maps(run / RESULTS / f"{stem}-maps.png", model, data.x, result.scores, feature_contributions, data.ids)
-    pixels, overlays = _pixel_level(args, run, stem, model, data, result)
+    pixels, overlays = _pixel_level(args, run, stem, model, data, result, grid)
     numbers = {**result.summary(), **pixels, **flagged_ids(result, data, out if table and out != Path(os.devnull) else None)}
     _report(run, stem, numbers, None if table else out, *[p for p in (out if table else None, maps, overlays) if p is not None])
 
 
-def _pixel_level(args, run: Path, stem: str, model, data, result) -> tuple[dict, Path | None]:
+def _pixel_level(args, run: Path, stem: str, model, data, result, grid=None) -> tuple[dict, Path | None]:
     """For images read from a folder: each image's anomaly map in its own pixel grid, written over it (with
     ``--maps``, or by default for a model that outlines defects or with ``--masks``), and with ``--masks`` the
-    pixel-level ROC AUC and PRO. Returns the numbers and the folder of maps."""
+    pixel-level ROC AUC and PRO. ``grid``: the maps at the model's size, when already computed. Returns the
+    numbers and the folder of maps."""
     from ..runs import read_spec
     from ..data.files import image_size
     from .segment import find_masks, model_maps, pixel_roc_auc, pro, read_mask, resize_map, write_overlays
@@ -133,7 +137,7 @@ def _pixel_level(args, run: Path, stem: str, model, data, result) -> tuple[dict,
             raise DataError(f"--masks and --maps need images read from a folder (--dataset DIR); {data.name} is not one.")
         return {}, None
     sizes = [image_size(folder / i) for i in data.ids]
-    grid = model_maps(model, data.x)  # one pass of the network: the maps, and the outlines read from them
+    grid = model_maps(model, data.x) if grid is None else grid  # the maps, and the outlines read from them
     maps = [resize_map(m, size) for m, size in zip(grid, sizes)]
     found = find_masks(Path(args.masks).expanduser(), folder, data.ids) if args.masks is not None else {}
     truth = [read_mask(found[i], size, folder / i) if i in found else np.zeros(size, bool) for i, size in zip(data.ids, sizes)]

@@ -150,6 +150,7 @@ def detect(
     reference: Any = None,
     contamination: float | None = None,
     percentile: float | None = None,
+    scores: np.ndarray | None = None,
 ) -> Detection:
     """Score ``x``, flag samples above a threshold, and evaluate against ``anomalous`` labels.
 
@@ -168,8 +169,14 @@ def detect(
         ``percentile``-th percentile) of the scores of ``reference`` (``x``
         itself when not given). Without calibration scores, ``contamination``
         defaults to 0.1.
+    scores : array of shape (n,), optional
+        The model's scores of ``x`` when already computed (:func:`anomaly_scores`, or read from the model's
+        anomaly maps), so that the network does not run twice.
     """
-    scores = anomaly_scores(model, x)
+    if scores is None:
+        scores = anomaly_scores(model, x)
+    elif len(scores) != len(x):
+        raise DataError(f"{len(scores)} scores for {len(x)} samples.")
     pvalues = None if calibration is None else conformal_pvalues(calibration, scores)
     if contamination is None and percentile is None and calibration is not None:
         threshold = conformal_threshold(calibration, false_alarm_rate)

@@ -212,6 +212,8 @@ class Autoencoder(nn.Module):
     monitor = "loss"
     #: Prefixes of weights that a checkpoint of an earlier aekit may lack (they keep their initial values).
     optional_weights: tuple[str, ...] = ()
+    #: Options that a checkpoint of an earlier aekit lacks, with what it meant (when the option's default changed from it).
+    older_defaults: dict[str, object] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..registry import register_model
+from ..validation import positive_int
 from .base import Autoencoder, check_range, positive_ints
 
 
@@ -120,6 +121,24 @@ class SegmentationHead(nn.Module):
         return self.out(x)
 
 
+class Members(nn.ModuleList):
+    """Networks of one shape side by side (an ensemble): each reads all of the input's channels
+    (``split=False``) or its own equal share of them (``split=True``); their outputs are joined along the channels."""
+
+    def __init__(self, modules: Sequence[nn.Module], split: bool) -> None:
+        super().__init__(modules)
+        self.split = split
+
+    def forward(self, x: Tensor) -> Tensor:
+        parts = x.chunk(len(self), 1) if self.split else [x] * len(self)
+        return torch.cat([member(part) for member, part in zip(self, parts)], 1)
+
+
+def side_by_side(make, n: int, split: bool) -> nn.Module:
+    """``n`` networks from ``make()`` as :class:`Members`; one is the network itself (its weights named as before)."""
+    return make() if n == 1 else Members([make() for _ in range(n)], split)
+
+
 def focal_loss(logits: Tensor, target: Tensor, gamma: float = 2.0) -> Tensor:
     """The focal loss (Lin et al. 2017) per sample, averaged over pixels: cross-entropy weighted by ``(1 - p_t)^gamma``,
     so that the many easy good pixels do not drown the few defect pixels (DRAEM's choice)."""
@@ -153,6 +172,10 @@ class DefectSegmenter(Autoencoder):
         The share of training images given a synthetic defect (the rest teach "nothing here").
     window : float
         The side of the averaging window of the score, as a share of the image's shorter side.
+    members : int
+        Independent networks (autoencoder and head each) trained side by side on the same images, their maps
+        averaged: an ensemble, steadier than any one (one network's map varies from seed to seed as much as
+        the recipes tried differ). Their code maps lie side by side, ``members * code_size`` channels.
     **options
         The autoencoder's (``code_size``: channels of the code map; ``channels`` of the ``conv`` architecture).
     """
@@ -162,13 +185,16 @@ class DefectSegmenter(Autoencoder):
     #: The best epoch is the one that finds the synthetic defects of the held-out images best (not the one that
     #: reconstructs best: a sharper restoration does not mean a surer segmentation).
     monitor = "segmentation"
+    #: Runs saved before ``members`` existed held one network.
+    older_defaults = {"members": 1}
 
-    def __init__(self, segmentation_channels: Sequence[int] = (8, 16, 32, 64), defect_share: float = 0.5, window: float = 0.02, **options: Any) -> None:
+    def __init__(self, segmentation_channels: Sequence[int] = (8, 16, 32, 64), defect_share: float = 0.5, window: float = 0.02, members: int = 2, **options: Any) -> None:
         self.segmentation_channels = positive_ints("segmentation_channels", segmentation_channels)
         if not self.segmentation_channels:
             raise ConfigError("segmentation_channels must name at least one level, e.g. [8, 16, 32, 64].")
         self.defect_share = check_range("defect_share", defect_share, 0.0, 1.0)
         self.window = check_range("window", window, 0.0, 1.0, low_open=True)
+        self.members = positive_int("members", members)
         options.setdefault("code_size", 16)
         if options.get("architecture", "conv") == "conv":
             options.setdefault("channels", (16, 32))
@@ -184,22 +210,31 @@ class DefectSegmenter(Autoencoder):
 
     @property
     def code_shape(self) -> tuple[int, int, int]:
-        """The shape of one code map: ``(code_size, h, w)`` over the architecture's grid."""
-        return (self.code_size, *self.architecture.map_size(self, 1))
+        """The shape of one code map, the members' side by side: ``(members * code_size, h, w)`` over the architecture's grid."""
+        return (self.members * self.code_size, *self.architecture.map_size(self, 1))
 
     def build(self) -> None:
-        self.encoder = self.architecture.map_encoder(self, self.code_size, 1)
-        self.decoder = self.architecture.map_decoder(self, self.code_size, 1)
-        self.segmenter = SegmentationHead(2 * self.input_shape[0], self.segmentation_channels)
+        n, c = self.members, self.input_shape[0]
+        self.encoder = side_by_side(lambda: self.architecture.map_encoder(self, self.code_size, 1), n, split=False)
+        self.decoder = side_by_side(lambda: self.architecture.map_decoder(self, self.code_size, 1), n, split=True)
+        self.segmenter = side_by_side(lambda: SegmentationHead(2 * c, self.segmentation_channels), n, split=True)
+
+    def member_logits(self, z: Tensor) -> Tensor:
+        """Code maps -> every member's reconstruction logits ``(batch, members, *output_shape)``."""
+        return self.decoder(z).reshape(len(z), self.members, *self.output_shape)
 
     def decode_logits(self, z: Tensor) -> Tensor:
-        return self.decoder(z).reshape(-1, *self.output_shape)
+        """Code maps -> the reconstruction logits, the members' mean ``(batch, *output_shape)``."""
+        return self.member_logits(z).mean(1)
 
     def segment(self, seen: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Scaled images -> (their code maps, their reconstructions' logits, the defect logits ``(batch, 1, h, w)``)."""
+        """Scaled images -> (their code maps, every member's reconstruction logits ``(batch, members, c, h, w)``,
+        every member's defect logits ``(batch, members, h, w)``): each member's head reads the images beside its
+        own reconstruction."""
         z = self.encoder(seen)
-        logits = self.decode_logits(z)
-        return z, logits, self.segmenter(torch.cat([seen, self.output_activation(logits)], 1))
+        logits = self.member_logits(z)
+        pairs = torch.cat([torch.cat([seen, self.output_activation(restored)], 1) for restored in logits.unbind(1)], 1)
+        return z, logits, self.segmenter(pairs)
 
     def forward(self, x: Tensor):
         x = self.scale(self.as_batch(x))
@@ -210,12 +245,15 @@ class DefectSegmenter(Autoencoder):
                 torch.manual_seed(VALIDATION_SEED)
                 seen, masks = synthetic_defects(x, self.defect_share)
         z, logits, defects = self.segment(seen)
-        losses = {"reconstruction": self.reconstruction_nll(logits, x).mean(), "segmentation": focal_loss(defects, masks).mean()}
-        return self.output(logits, z, losses)
+        losses = {  # each the members' mean
+            "reconstruction": self.reconstruction_nll(logits.flatten(0, 1), x.repeat_interleave(self.members, 0)).mean(),
+            "segmentation": focal_loss(defects, masks.expand_as(defects)).mean(),
+        }
+        return self.output(logits.mean(1), z, losses)
 
     def anomaly_map(self, x: Tensor) -> Tensor:
-        """Per pixel, the probability of a defect: ``(batch, height, width)``."""
-        return torch.sigmoid(self.segment(self.scale(self.as_batch(x)))[2][:, 0])
+        """Per pixel, the probability of a defect, the members' mean: ``(batch, height, width)``."""
+        return torch.sigmoid(self.segment(self.scale(self.as_batch(x)))[2]).mean(1)
 
     def window_pixels(self) -> int:
         """The averaging window's side in pixels: odd, at least 1."""
@@ -228,13 +266,14 @@ class DefectSegmenter(Autoencoder):
         k = self.window_pixels()
         return F.avg_pool2d(maps.unsqueeze(1), k, 1, k // 2, count_include_pad=False)[:, 0]
 
-    def score_map(self, x: Tensor) -> Tensor:
-        """The anomaly map averaged over a window around every pixel (:meth:`window_mean`): ``(batch, h, w)``."""
-        return self.window_mean(self.anomaly_map(x))
+    def map_score(self, maps: Tensor) -> Tensor:
+        """Images' scores from their :meth:`anomaly_map` ``maps`` ``(batch, h, w)``: the largest value of the map's
+        :meth:`window_mean`, the image's most defect-like window."""
+        return self.window_mean(maps).flatten(1).amax(1)
 
     def anomaly_score(self, x: Tensor) -> Tensor:
-        """The largest value of :meth:`score_map`: the image's most defect-like window."""
-        return self.score_map(x).flatten(1).amax(1)
+        """The :meth:`map_score` of the image's :meth:`anomaly_map`."""
+        return self.map_score(self.anomaly_map(x))
 
     def outline_maps(self, maps: Tensor, sizes: Sequence[tuple[int, int]], threshold: float) -> list:
         """Where each image is flagged, in its own pixel grid ``sizes``, from its :meth:`anomaly_map` ``maps`` at the
