@@ -28,6 +28,7 @@ def aekit_cli(*args: str, cwd, umask: int | None = None) -> subprocess.Completed
     return subprocess.run([sys.executable, "-m", "aekit", *args], capture_output=True, text=True, cwd=cwd, preexec_fn=pre)
 
 
+@pytest.mark.slow  # 8-20 s: the default suite stays under 4 minutes
 def test_piped_log_is_one_plain_line_per_epoch_and_files_follow_the_umask(tmp_path):
     done = aekit_cli("train", "--epochs", "3", *TINY, "--out", "run", cwd=tmp_path, umask=0o022)
     assert done.returncode == 0, done.stderr
@@ -178,6 +179,7 @@ def test_python_api_type_errors_are_aekit_errors():
         aekit.load(None)
 
 
+@pytest.mark.slow  # 8-20 s: the default suite stays under 4 minutes
 def test_sigterm_stops_training_like_ctrl_c(tmp_path):
     import signal
 

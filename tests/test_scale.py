@@ -224,6 +224,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow  # 8-20 s: the default suite stays under 4 minutes
 def test_every_registered_model_trains_under_torchrun(tmp_path):
     (tmp_path / "worker.py").write_text(textwrap.dedent(WORKER.format(tests=str(MODELS.parent))))
     torchrun("worker.py", cwd=tmp_path)

@@ -45,6 +45,7 @@ def test_overcomplete_ae_copies_and_undercomplete_cannot():
 # -- linear --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 8-20 s: the default suite stays under 4 minutes
 def test_linear_ae_spans_the_pca_subspace():
     x = aekit.load_dataset("digits", split="all").x.flatten(1)
     k = 8
