@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from defects import HERE, layout, run
 
@@ -39,7 +40,7 @@ def main() -> None:
             results[members, seed] = run(root, name, ["--option", f"members={members}", "--seed", str(seed), *extra])
             r = results[members, seed]["rows"]["all"]
             print(f"members {members} seed {seed}: image {r['image_roc_auc']:.3f} pixel {r['pixel_roc_auc']:.3f} pro {r['pro']:.3f}", flush=True)
-    where = args.device or "the default device"
+    where = args.device or ("a CUDA GPU" if torch.cuda.is_available() else f"the CPU ({torch.get_num_threads()} threads)")
     lines = [
         "# Defects: one network or two, seed by seed",
         "",
