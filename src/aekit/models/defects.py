@@ -13,7 +13,7 @@ surface", whatever they look like.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -134,7 +134,7 @@ class Members(nn.ModuleList):
         return torch.cat([member(part) for member, part in zip(self, parts)], 1)
 
 
-def side_by_side(make, n: int, split: bool) -> nn.Module:
+def side_by_side(make: Callable[[], nn.Module], n: int, split: bool) -> nn.Module:
     """``n`` networks from ``make()`` as :class:`Members`; one is the network itself (its weights named as before)."""
     return make() if n == 1 else Members([make() for _ in range(n)], split)
 
