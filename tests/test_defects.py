@@ -67,6 +67,34 @@ def test_draem_scores_by_the_largest_window_mean_of_its_map():
     assert ((maps >= 0) & (maps <= 1)).all()
 
 
+def test_draem_fills_its_map_with_half_of_its_grey_closing():
+    from scipy import ndimage
+
+    model = aekit.get_model("draem", input_shape=(1, 24, 30), fill=0.3)
+    k = model.fill_pixels()
+    assert k == 7  # 0.3 of the shorter side, odd
+    octagon = np.zeros((k, k), bool)
+    octagon[k // 2, k // 2] = True
+    for i in range(k // 2):  # a square, then a plus sign, then a square: the octagon's corners cut off
+        octagon = ndimage.binary_dilation(octagon, np.ones((3, 3)) if i % 2 == 0 else ndimage.generate_binary_structure(2, 1))
+    assert octagon.sum() == 49 - 4 and not octagon[0, 0] and octagon[0, 1] and octagon[1, 0]
+    maps = torch.rand(4, 24, 30) ** 4
+    filled = model.fill_map(maps).numpy()
+    for m, f in zip(maps.numpy(), filled):  # scipy's closing; "nearest" = the octagon clipped at the border, for max and min
+        closed = ndimage.grey_closing(m, footprint=octagon, mode="nearest")
+        np.testing.assert_allclose(f, (m + closed) / 2, rtol=1e-6)
+        assert f.max() == pytest.approx(m.max()) and (f >= m - 1e-7).all()
+    ring = torch.zeros(1, 24, 30)
+    ring[0, 8:16, 10:18] = 0.8
+    ring[0, 10:14, 12:16] = 0.0  # a marked outline, its inside left out
+    ring[0, 2, 25] = 1.0  # and a lone pixel, far from it
+    filled = model.fill_map(ring)[0]
+    assert (filled[10:14, 12:16] == 0.4).all()  # the inside rises halfway to its edges
+    assert filled[2, 25] == 1.0 and filled[2, 24] == 0 and filled[0, 0] == 0  # nothing else moves
+    unfilled = aekit.get_model("draem", input_shape=(1, 24, 30), fill=0)
+    assert unfilled.fill_pixels() == 1 and torch.equal(unfilled.fill_map(maps), maps)
+
+
 def test_draem_builds_on_every_architecture_for_images():
     x = torch.rand(4, 1, 16, 16)
     for architecture in ("mlp", "conv"):
@@ -112,7 +140,8 @@ def test_draem_members_average_their_maps_and_losses():
     x = torch.rand(5, 1, 12, 16)
     singles = single_members(model)
     with torch.no_grad():
-        torch.testing.assert_close(model.anomaly_map(x), torch.stack([m.anomaly_map(x) for m in singles]).mean(0))
+        torch.testing.assert_close(model.member_maps(x), torch.cat([m.member_maps(x) for m in singles], 1))
+        torch.testing.assert_close(model.anomaly_map(x), model.fill_map(model.member_maps(x).mean(1)))  # filled once, after
         losses = model(x).losses
         alone = [m(x).losses for m in singles]  # validation: the same seeded defects for every member
         for term in ("reconstruction", "segmentation"):
@@ -129,14 +158,15 @@ def test_draem_runs_saved_before_members_existed_load_as_one_network(tmp_path):
     model = aekit.get_model("draem", input_shape=(1, 12, 16), members=1, channels=(4,), segmentation_channels=(4, 8)).eval()
     aekit.save(model, tmp_path / "old")
     config = json.loads((tmp_path / "old" / "config.json").read_text())
-    del config["options"]["members"]  # as an earlier aekit wrote it
+    del config["options"]["members"], config["options"]["fill"]  # as an earlier aekit wrote it
     (tmp_path / "old" / "config.json").write_text(json.dumps(config))
     loaded = aekit.load(tmp_path / "old")
     x = torch.rand(2, 1, 12, 16)
-    assert loaded.members == 1
+    assert loaded.members == 1 and loaded.fill == 0 and loaded.fill_pixels() == 1
     with torch.no_grad():
-        torch.testing.assert_close(loaded.anomaly_map(x), model.anomaly_map(x))
-    assert aekit.get_model("draem", input_shape=(1, 12, 16)).members == 2  # new models: two
+        torch.testing.assert_close(loaded.anomaly_map(x), model.member_maps(x)[:, 0])  # the map as it was drawn then
+    new = aekit.get_model("draem", input_shape=(1, 12, 16))
+    assert new.members == 2 and new.fill == 0.45  # new models: two networks, their map filled in
 
 
 def test_draem_validates_on_the_same_synthetic_defects_every_epoch():
