@@ -92,11 +92,11 @@ def main() -> None:
                 maps, synthetic = model.fill_map(raw), model.fill_map(raw_synthetic)
             r = measures(model, maps, sizes, truth, labels, kinds)
             cells = [" / ".join(f"{v:.3f}" for v in r[k]) for k in ["all", "blowhole", "break", "crack"] if k in r]
-            on_synthetic = f"{pixel_roc_auc(list(synthetic.numpy()), masks):.3f} / {pro(list(synthetic.numpy()), masks):.3f}"
-            line = f"| {Path(run).name} | {fill:g} ({model.fill_pixels()}) | " + " | ".join(cells) + f" | {on_synthetic} |"
+            on_synthetic = (pixel_roc_auc(list(synthetic.numpy()), masks), pro(list(synthetic.numpy()), masks))
+            line = f"| {Path(run).name} | {fill:g} ({model.fill_pixels()}) | " + " | ".join(cells) + f" | {on_synthetic[0]:.3f} / {on_synthetic[1]:.3f} |"
             lines.append(line)
             print(line, flush=True)
-            overall[fill].append((*r["all"], *[r[k][1] for k in r if k != "all"], pixel_roc_auc(list(synthetic.numpy()), masks), pro(list(synthetic.numpy()), masks)))
+            overall[fill].append((*r["all"], *[r[k][1] for k in r if k != "all"], *on_synthetic))
     lines += means(overall)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
