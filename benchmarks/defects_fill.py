@@ -69,16 +69,20 @@ def main() -> None:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     overall: dict[float, list[tuple[float, ...]]] = {fill: [] for fill in fills}
+    ids, sizes, truth, kinds, labels, read = None, None, None, None, None, {}  # the test tiles: masks once, pixels once per size
     for run in args.runs:
         model = aekit.load(run).eval()
         side = model.input_shape[1]
-        data = aekit.load_dataset(str(root / "test"), split="all", image_size=side)
-        ids = list(data.ids)
-        sizes = [image_size(root / "test" / i) for i in ids]
-        found = find_masks(root / "ground_truth", root / "test", ids)
-        truth = [read_mask(found[i], s, root / "test" / i) if i in found else np.zeros(s, bool) for i, s in zip(ids, sizes)]
-        kinds = np.array([i.split("/")[0] for i in ids])
-        labels = kinds != "good"
+        if side not in read:
+            read[side] = aekit.load_dataset(str(root / "test"), split="all", image_size=side)
+        data = read[side]
+        if ids is None:
+            ids = list(data.ids)
+            sizes = [image_size(root / "test" / i) for i in ids]
+            found = find_masks(root / "ground_truth", root / "test", ids)
+            truth = [read_mask(found[i], s, root / "test" / i) if i in found else np.zeros(s, bool) for i, s in zip(ids, sizes)]
+            kinds = np.array([i.split("/")[0] for i in ids])
+            labels = kinds != "good"
         good = data.x[torch.from_numpy(~labels)]
         with torch.no_grad(), torch.random.fork_rng():
             torch.manual_seed(0)
