@@ -17,7 +17,7 @@ import aekit
 from aekit.apps.segment import anomaly_maps, find_masks, pixel_roc_auc, pro, read_mask
 from aekit.cli import main
 from aekit.data.files import masks_beside
-from aekit.defaults import PHOTO_SIZE, photo_defaults
+from aekit.defaults import PHOTO_SIZE, PHOTO_STEPS, photo_defaults, photo_training
 from aekit.models.defects import focal_loss, synthetic_defects
 
 
@@ -314,6 +314,16 @@ def test_photo_folders_default_to_the_defect_model():
     assert photo_defaults([]) == (None, None)
 
 
+@pytest.mark.parametrize("avx512_bf16, amx", [(True, False), (False, True), (False, False)])
+def test_the_defect_model_trains_in_bf16_where_the_cpu_computes_in_it_else_half_the_steps(monkeypatch, avx512_bf16, amx):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    native = avx512_bf16 or amx
+    assert photo_training("cpu") == (("bf16", PHOTO_STEPS) if native else ("fp32", PHOTO_STEPS // 2))
+    assert photo_training("cpu", "fp32") == ("fp32", PHOTO_STEPS // 2)  # asked for: kept, in the time of the default
+    assert photo_training("cpu", "bf16") == ("bf16", PHOTO_STEPS if native else PHOTO_STEPS // 2)
+
+
 @pytest.fixture(scope="module")
 def tiles(tmp_path_factory):
     """An MVTec-layout folder of small striped photographs of two sizes, dark-square defects with masks."""
@@ -336,6 +346,7 @@ def test_train_and_detect_on_a_photo_folder(tiles, tmp_path, capsys):
     capsys.readouterr()
     model = aekit.load(run)
     assert model.model_name == "draem" and tuple(model.config["input_shape"]) == (1, 32, 32)
+    assert json.loads((run / "trainer.json").read_text())["precision"] == photo_training("auto")[0]
     scores = tmp_path / "scores.csv"
     assert main(["detect", str(run), "--dataset", str(tiles / "test"), "--normal-class", "good", "--masks", str(tiles / "ground_truth"), "--maps-npy", "-o", str(scores)]) == 0
     said = json.loads(capsys.readouterr().out)

@@ -19,7 +19,7 @@ from .checkpoint import atomic_write, build_from_config, load, lock_run, model_c
 from .data import Dataset, Scaling, default_split, load_dataset
 from .data.files import image_folder_sizes
 from .apps.documents import DocumentIndex, binary_codes, retrieval_precision
-from .defaults import BATCH_SIZE, CALIBRATION_ROWS, DOCUMENT_BATCH, DOCUMENT_STEPS, IMAGE_CALIBRATION, LR, MEMBERS, PHOTO_BATCH, PHOTO_CALIBRATION, PHOTO_STEPS, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_documents, fill_images, fill_tabular, photo_defaults, row_loss
+from .defaults import BATCH_SIZE, CALIBRATION_ROWS, DOCUMENT_BATCH, DOCUMENT_STEPS, IMAGE_CALIBRATION, LR, MEMBERS, PHOTO_BATCH, PHOTO_CALIBRATION, STEPS, TABULAR_CALIBRATION, RowPlan, batch_size_for, epochs_for, fill_documents, fill_images, fill_tabular, photo_defaults, photo_training, row_loss
 from .runs import IN_MODEL, data_path, read_spec, run_data, warn_duplicate_ids, write_csv
 from .errors import CheckpointError, ConfigError, DataError
 from .losses import squared_error
@@ -245,10 +245,14 @@ def _train(args: argparse.Namespace, run: Path | None) -> None:
             settings["epochs"] = min(50, epochs_for(DOCUMENT_STEPS, len(rows) if rows is not None else len(data), settings["batch_size"]))
             chosen.append(f"{settings['epochs']} epochs of {settings['batch_size']} documents (about {DOCUMENT_STEPS} steps)")
     elif name == "draem":  # a fixed budget of steps, whatever the number of images
+        precision, steps = photo_training(settings.get("device", Trainer.device), settings.get("precision"))
+        if "precision" not in settings and precision != Trainer.precision:
+            settings["precision"] = precision
+            chosen.append(f"{precision} mixed precision (this CPU computes in bfloat16: twice the steps in the same time)")
         settings = {"batch_size": PHOTO_BATCH, **settings}
         if "epochs" not in settings:
-            settings["epochs"] = epochs_for(PHOTO_STEPS, len(rows) if rows is not None else len(data), settings["batch_size"])
-            chosen.append(f"{settings['epochs']} epochs of {settings['batch_size']} images (about {PHOTO_STEPS} steps)")
+            settings["epochs"] = epochs_for(steps, len(rows) if rows is not None else len(data), settings["batch_size"])
+            chosen.append(f"{settings['epochs']} epochs of {settings['batch_size']} images (about {steps} steps)")
     if not tabular and not text and "batch_size" not in settings:  # small image sets get more, smaller steps per epoch
         settings["batch_size"] = batch_size_for(len(rows) if rows is not None else len(data))
         if settings["batch_size"] != Trainer.batch_size:
