@@ -66,10 +66,11 @@ def fill_tabular(cls: type, n_features: int, options: dict[str, object], input_s
 #: larger (resized, aspect ratio not kept; anomaly maps are resized back to each image's own grid).
 PHOTO_SIDE, PHOTO_SIZE = 64, 128
 #: Optimiser steps of the defect detector (batches of 16), whatever the number of images. More steps find the
-#: synthetic defects of the held-out good images better (focal loss 0.033 at 1,200 steps, 0.028 at 2,400), and in
-#: bfloat16 a step takes half the time, so: 2,400 steps in bf16 where the CPU computes in it natively (AVX-512-BF16
-#: or AMX; about 11 minutes on 2 cores at 128 x 128 pixels with the two members), half as many in fp32 on other
-#: CPUs (the same time), 2,400 in fp32 on a GPU (see :func:`photo_training`).
+#: synthetic defects of the held-out good images better (best focal loss 0.033 at 1,200 steps, 0.023-0.028 at
+#: 2,400; benchmarks/results/defects_steps.md), and in bfloat16 a step takes half the time, so: 2,400 steps in
+#: bf16 where the CPU computes in it natively (AVX-512-BF16 or AMX; about 11 minutes on 2 cores at 128 x 128
+#: pixels with the two members), half as many in fp32 on other CPUs (the same time), 2,400 in fp32 on a GPU
+#: (:func:`photo_training`).
 PHOTO_STEPS, PHOTO_BATCH = 2400, 16
 #: Good photographs held out to calibrate the threshold: more than other images' 5%, as a set of photographs
 #: is small (700 tiles: 70 calibration scores, so that a 5% false-alarm rate is not set by the largest one).
