@@ -21,6 +21,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import aekit
+from aekit.apps.common import batched
 from aekit.apps.segment import find_masks, pixel_roc_auc, pro, read_mask, resize_map
 from aekit.data.files import image_size
 from aekit.models.defects import synthetic_defects
@@ -84,11 +85,10 @@ def main() -> None:
             kinds = np.array([i.split("/")[0] for i in ids])
             labels = kinds != "good"
         good = data.x[torch.from_numpy(~labels)]
-        with torch.no_grad(), torch.random.fork_rng():
+        with torch.random.fork_rng():
             torch.manual_seed(0)
             pasted, masks = synthetic_defects(good, share=1.0)
-            raw = torch.cat([model.member_maps(data.x[i : i + 32]).mean(1) for i in range(0, len(ids), 32)])
-            raw_synthetic = torch.cat([model.member_maps(pasted[i : i + 32]).mean(1) for i in range(0, len(pasted), 32)])
+        raw, raw_synthetic = (batched(lambda b: model.member_maps(b).mean(1), x, 32) for x in (data.x, pasted))  # the maps unfilled
         masks = [m[0].numpy() > 0 for m in masks]
         for fill in fills:
             model.fill = fill
